@@ -1,0 +1,80 @@
+"""ResNet + FPN producing P3-P7 (paper section 4, "Feature Pyramid Network Backbone").
+
+"P3 to P5 are computed from the output of the corresponding ResNet residual
+stage (C3 through C5) using top-down and lateral connections; P6 is obtained
+via a 3x3 stride-2 conv on C5, and P7 by applying ReLU followed by a 3x3
+stride-2 conv on P6."
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+from detector.config import ModelConfig
+
+# Output channels of C3, C4, C5 (layer2..layer4) for each ResNet depth.
+_STAGE_CHANNELS = {18: [128, 256, 512], 34: [128, 256, 512], 50: [512, 1024, 2048], 101: [512, 1024, 2048]}
+
+
+def build_resnet(depth: int, *, frozen_bn: bool, pretrained: Optional[str]) -> nn.Module:
+    """torchvision ResNet-`depth`, optionally with ImageNet weights and frozen BN.
+
+    `pretrained`: None, "imagenet" (torchvision's IMAGENET1K_V1 enum, downloaded
+    by torchvision on first use) or a path to a ResNet state dict.
+    """
+    norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+    weights = None
+    if pretrained == "imagenet":
+        weights = torchvision.models.get_model_weights(f"resnet{depth}").IMAGENET1K_V1
+    resnet = torchvision.models.get_model(f"resnet{depth}", weights=weights, norm_layer=norm_layer)
+    if pretrained not in (None, "imagenet"):
+        _load_state_dict(resnet, Path(pretrained).expanduser())
+    return resnet
+
+
+def _load_state_dict(resnet: nn.Module, path: Path) -> None:
+    """Load a ResNet state dict from `path`; the classifier (fc) may be absent."""
+    if not path.is_file():
+        raise FileNotFoundError(f"model.pretrained={path} is not a file (expected a ResNet state dict)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, unexpected = resnet.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise ValueError(f"{path}: not a ResNet state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def _freeze_stem(resnet: nn.Module) -> None:
+    """Freeze conv1 and res2 (layer1), as Detectron does with ImageNet weights."""
+    for module in (resnet.conv1, resnet.bn1, resnet.layer1):
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+
+
+def build_backbone(cfg: ModelConfig) -> BackboneWithFPN:
+    """ResNet-FPN returning an OrderedDict of 5 maps P3..P7, `cfg.fpn_channels` each.
+
+    Input (N, 3, H, W) normalised; output strides 8, 16, 32, 64, 128.
+    """
+    resnet = build_resnet(cfg.depth, frozen_bn=cfg.frozen_bn, pretrained=cfg.pretrained)
+    if cfg.pretrained is not None:
+        _freeze_stem(resnet)
+    c3, c4, c5 = _STAGE_CHANNELS[cfg.depth]
+    extra = LastLevelP6P7(c5, cfg.fpn_channels)
+    # torchvision takes P6 from P5 when C5 and P5 have equal widths; the paper
+    # always takes it from C5, so force that for every width.
+    extra.use_P5 = False
+    return BackboneWithFPN(
+        resnet,
+        return_layers={"layer2": "p3", "layer3": "p4", "layer4": "p5"},
+        in_channels_list=[c3, c4, c5],
+        out_channels=cfg.fpn_channels,
+        extra_blocks=extra,
+    )

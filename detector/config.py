@@ -1,0 +1,277 @@
+"""Plain, typed configuration of one trial: model, loss, data, training.
+
+`detector/` knows nothing of Hydra: `sweeps/` composes a Hydra config, turns it
+into a plain dict and calls `TrialConfig.from_dict`, which builds these
+dataclasses, rejects unknown keys and validates every value. A bad value
+raises `ConfigError` with one line naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message is one line for the user."""
+
+
+@dataclass
+class AnchorConfig:
+    """Anchors per FPN level P3..P7 (paper section 4)."""
+
+    sizes: list[float] = field(default_factory=lambda: [32.0, 64.0, 128.0, 256.0, 512.0])
+    scales_per_octave: int = 3  # scales 2^(i/n), i = 0..n-1
+    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # h / w
+    offset: float = 0.0  # anchor centres at (x + offset) * stride; detectron2 uses 0.0
+
+
+@dataclass
+class MatcherConfig:
+    """IoU thresholds of anchor assignment (positive >= fg, negative < bg)."""
+
+    fg_iou: float = 0.5
+    bg_iou: float = 0.4
+    allow_low_quality: bool = False  # let each box claim its best anchors (Detectron)
+
+
+@dataclass
+class InferenceConfig:
+    """Post-processing of the paper's section 4 (inference)."""
+
+    score_thresh: float = 0.05
+    topk_per_level: int = 1000
+    nms_thresh: float = 0.5
+    detections_per_image: int = 100
+
+
+@dataclass
+class ModelConfig:
+    """RetinaNet: ResNet + FPN P3-P7 + class and box subnets."""
+
+    depth: int = 50
+    pretrained: Optional[str] = None  # None, "imagenet" (torchvision enum) or a state-dict path
+    frozen_bn: bool = True
+    fpn_channels: int = 256
+    head_convs: int = 4
+    head_channels: int = 256
+    prior_prob: Optional[float] = 0.01  # None: bias 0, to show the paper's divergence
+    box_coder_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)
+    matcher: MatcherConfig = field(default_factory=MatcherConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+
+@dataclass
+class OhemConfig:
+    """Online hard example mining over CE (Table 1d)."""
+
+    batch_per_image: int = 128
+    nms_thresh: float = 0.7
+    max_pos_fraction: Optional[float] = None  # 0.25 is the paper's "1:3"
+
+
+@dataclass
+class LossConfig:
+    """Classification and box losses, and how they are normalised."""
+
+    name: str = "focal"  # focal | ce | fl_star | ohem
+    alpha: Optional[float] = 0.25  # None: no alpha balancing
+    gamma: float = 2.0
+    beta: float = 1.0  # FL* offset
+    ohem: OhemConfig = field(default_factory=OhemConfig)
+    box: str = "smooth_l1"  # smooth_l1 | l1
+    box_beta: float = 0.11  # smooth-L1 transition (Detectron 0.11; 0 is L1)
+    box_weight: float = 1.0
+    normalizer: str = "num_pos"  # num_pos | num_pos_plus_images | ema
+    normalizer_momentum: float = 0.9  # for "ema" (detectron2)
+
+
+@dataclass
+class SyntheticConfig:
+    """The built-in synthetic scene generator (see detector.data.synthetic)."""
+
+    image_size: int = 128
+    num_classes: int = 6
+    min_objects: int = 4
+    max_objects: int = 16
+    min_object_size: float = 6.0
+    max_object_size: float = 96.0
+    clutter: int = 20  # distractor blobs per image (not annotated)
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are resized."""
+
+    kind: str = "synthetic"  # synthetic | coco
+    root: Optional[str] = None  # COCO 2017 root (annotations/, train2017/, val2017/)
+    cache_dir: str = "~/.cache/retinanet-sweeps"  # where synthetic datasets are written
+    train_split: str = "train2017"
+    val_split: str = "val2017"
+    num_train_images: Optional[int] = None  # None: all (COCO) / generator default
+    num_val_images: Optional[int] = None
+    min_size: int = 600  # short side after resize
+    max_size: int = 1000
+    flip_prob: float = 0.5
+    scale_jitter: Optional[list[int]] = None  # [min, max] short side while training
+    num_workers: int = 0
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class TrainConfig:
+    """SGD with warm-up and step decay over an iteration schedule."""
+
+    batch_size: int = 16
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    iterations: int = 90000
+    steps: list[int] = field(default_factory=lambda: [60000, 80000])
+    lr_decay: float = 0.1
+    warmup_iters: int = 500
+    warmup_factor: float = 1.0 / 3.0
+    grad_clip: Optional[float] = None
+    amp: bool = True  # only takes effect on CUDA
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    num_threads: Optional[int] = None  # torch intra-op threads; None leaves torch's default
+    log_every: int = 20
+    eval_every: Optional[int] = None  # iterations between evaluations; None: only at the end
+    checkpoint_every: Optional[int] = None
+
+
+@dataclass
+class EvalConfig:
+    """COCO evaluation and the speed measurement."""
+
+    backend: str = "faster_coco_eval"  # faster_coco_eval | pycocotools
+    timing_images: int = 20  # images timed for ms/image (after warm-up)
+    warmup_images: int = 3
+
+
+@dataclass
+class TrialConfig:
+    """Everything one trial needs: build, fit, evaluate."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrialConfig":
+        """Build from a nested dict (unknown keys rejected), then validate."""
+        config = _build(cls, values, prefix="")
+        validate(config)
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(kind: type, values: Any, prefix: str) -> Any:
+    """Recursively turn `values` into dataclass `kind`, naming bad keys."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(kind)
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}{unknown[0]}; allowed: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        kwargs[name] = _build(hint, value, f"{prefix}{name}.") if dataclasses.is_dataclass(hint) else value
+    return kind(**kwargs)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _in_unit(name: str, value: Optional[float], allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    _check(isinstance(value, (int, float)) and 0.0 <= value <= 1.0, f"{name}={value!r} must be in [0, 1]")
+
+
+def validate(config: TrialConfig) -> None:
+    """Raise ConfigError (one line) for the first invalid value."""
+    _validate_model(config.model)
+    _validate_loss(config.loss)
+    _validate_data(config.data)
+    _validate_train(config.train)
+    _check(config.eval.backend in ("faster_coco_eval", "pycocotools"),
+           f"eval.backend={config.eval.backend!r} must be one of faster_coco_eval, pycocotools")
+
+
+def _validate_model(model: ModelConfig) -> None:
+    _check(model.depth in (18, 34, 50, 101), f"model.depth={model.depth!r} must be one of 18, 34, 50, 101")
+    _check(model.fpn_channels > 0 and model.head_channels > 0, "model.fpn_channels and model.head_channels must be > 0")
+    _check(model.head_convs >= 0, f"model.head_convs={model.head_convs} must be >= 0")
+    if model.prior_prob is not None:
+        _check(0.0 < model.prior_prob < 1.0, f"model.prior_prob={model.prior_prob!r} must be in (0, 1) or null")
+    _check(len(model.box_coder_weights) == 4, "model.box_coder_weights must have 4 values")
+    anchors = model.anchors
+    _check(len(anchors.sizes) == 5 and all(s > 0 for s in anchors.sizes),
+           f"model.anchors.sizes={anchors.sizes} must be 5 positive sizes (P3-P7)")
+    _check(1 <= anchors.scales_per_octave <= 4,
+           f"model.anchors.scales_per_octave={anchors.scales_per_octave} must be in 1..4")
+    _check(len(anchors.aspect_ratios) > 0, "model.anchors.aspect_ratios is empty; give at least one ratio, e.g. [1.0]")
+    _check(all(r > 0 for r in anchors.aspect_ratios), f"model.anchors.aspect_ratios={anchors.aspect_ratios} must be > 0")
+    m = model.matcher
+    _check(0.0 < m.bg_iou <= m.fg_iou <= 1.0,
+           f"model.matcher needs 0 < bg_iou <= fg_iou <= 1, got bg_iou={m.bg_iou}, fg_iou={m.fg_iou}")
+    inf = model.inference
+    _in_unit("model.inference.score_thresh", inf.score_thresh)
+    _in_unit("model.inference.nms_thresh", inf.nms_thresh)
+    _check(inf.topk_per_level > 0 and inf.detections_per_image > 0,
+           "model.inference.topk_per_level and detections_per_image must be > 0")
+
+
+def _validate_loss(loss: LossConfig) -> None:
+    names = ("focal", "ce", "fl_star", "ohem")
+    _check(loss.name in names, f"loss.name={loss.name!r} must be one of {', '.join(names)}")
+    _in_unit("loss.alpha", loss.alpha, allow_none=True)
+    _check(isinstance(loss.gamma, (int, float)) and loss.gamma >= 0 and math.isfinite(loss.gamma),
+           f"loss.gamma={loss.gamma!r} must be >= 0")
+    if loss.name == "fl_star":
+        _check(loss.gamma > 0, f"loss.gamma={loss.gamma!r} must be > 0 for fl_star")
+    _check(loss.box in ("smooth_l1", "l1"), f"loss.box={loss.box!r} must be smooth_l1 or l1")
+    _check(loss.box_beta >= 0, f"loss.box_beta={loss.box_beta} must be >= 0")
+    normalizers = ("num_pos", "num_pos_plus_images", "ema")
+    _check(loss.normalizer in normalizers, f"loss.normalizer={loss.normalizer!r} must be one of {', '.join(normalizers)}")
+    _check(loss.ohem.batch_per_image > 0, f"loss.ohem.batch_per_image={loss.ohem.batch_per_image} must be > 0")
+    _in_unit("loss.ohem.nms_thresh", loss.ohem.nms_thresh)
+    _in_unit("loss.ohem.max_pos_fraction", loss.ohem.max_pos_fraction, allow_none=True)
+
+
+def _validate_data(data: DataConfig) -> None:
+    _check(data.kind in ("synthetic", "coco"), f"data.kind={data.kind!r} must be synthetic or coco")
+    if data.kind == "coco":
+        _check(bool(data.root), "data.root is missing: set data.root=/path/to/coco (with annotations/ and train2017/)")
+    _check(0 < data.min_size <= data.max_size, f"data.min_size={data.min_size} must be > 0 and <= data.max_size={data.max_size}")
+    _in_unit("data.flip_prob", data.flip_prob)
+    if data.scale_jitter is not None:
+        j = data.scale_jitter
+        _check(len(j) == 2 and 0 < j[0] <= j[1], f"data.scale_jitter={j} must be [min, max] with 0 < min <= max")
+    s = data.synthetic
+    _check(s.num_classes >= 1 and 0 < s.min_objects <= s.max_objects, "data.synthetic needs num_classes >= 1 and 0 < min_objects <= max_objects")
+    _check(0 < s.min_object_size <= s.max_object_size, "data.synthetic needs 0 < min_object_size <= max_object_size")
+
+
+def _validate_train(train: TrainConfig) -> None:
+    _check(train.batch_size > 0, f"train.batch_size={train.batch_size} must be > 0")
+    _check(train.lr > 0, f"train.lr={train.lr} must be > 0")
+    _check(train.iterations > 0, f"train.iterations={train.iterations} must be > 0")
+    _check(list(train.steps) == sorted(train.steps), f"train.steps={train.steps} must be increasing")
+    _check(train.warmup_iters >= 0 and 0 < train.warmup_factor <= 1, "train.warmup_iters must be >= 0 and warmup_factor in (0, 1]")

@@ -1,0 +1,144 @@
+"""Training: SGD with momentum and weight decay, linear warm-up then step
+decay over an iteration schedule, AMP on CUDA, resumable checkpoints.
+
+"RetinaNet is trained with stochastic gradient descent (SGD) ... with a
+total of 16 images per minibatch ... an initial learning rate of 0.01,
+which is then divided by 10 at 60k and again at 80k iterations."
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from detector.config import TrainConfig
+
+Report = Callable[[dict], None]
+Batch = tuple[list[torch.Tensor], list[dict]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stops instead of running on silently."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) for a reproducible run."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" is CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_factor(iteration: int, cfg: TrainConfig) -> float:
+    """Multiplier of cfg.lr at `iteration`: linear warm-up from warmup_factor, then steps."""
+    decay = cfg.lr_decay ** bisect.bisect_right(cfg.steps, iteration)
+    if iteration >= cfg.warmup_iters:
+        return decay
+    alpha = iteration / cfg.warmup_iters
+    return decay * (cfg.warmup_factor * (1.0 - alpha) + alpha)
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
+    """SGD over the trainable parameters and the warm-up + step schedule."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(parameters, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, cfg))
+    return optimizer, scheduler
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    images, targets = batch
+    images = [image.to(device, non_blocking=True) for image in images]
+    targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
+    return images, targets
+
+
+class Trainer:
+    """Runs the iteration loop of one model; state (iteration, optimiser) is checkpointable."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device) -> None:
+        self.model = model.to(device)
+        self.cfg = cfg
+        self.device = device
+        self.optimizer, self.scheduler = build_optimizer(model, cfg)
+        self.use_amp = cfg.amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.iteration = 0
+        self.images_seen = 0
+        self.train_seconds = 0.0
+
+    def step(self, batch: Batch) -> dict[str, float]:
+        """One SGD step on `batch`; returns the loss parts as floats."""
+        images, targets = to_device(batch, self.device)
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            losses = self.model(images, targets)
+        loss = losses["loss_cls"] + losses["loss_box"]
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite loss at iteration {self.iteration}: loss_cls={losses['loss_cls'].item():.4g}, "
+                f"loss_box={losses['loss_box'].item():.4g} (lr {self.scheduler.get_last_lr()[0]:.4g})")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.iteration += 1
+        self.images_seen += len(images)
+        return {"loss": loss.item(), "loss_cls": losses["loss_cls"].item(),
+                "loss_box": losses["loss_box"].item(), "num_pos": float(losses["num_pos"])}
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "iteration": self.iteration, "images_seen": self.images_seen,
+                "train_seconds": self.train_seconds, "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.iteration, self.images_seen = state["iteration"], state["images_seen"]
+        self.train_seconds = state["train_seconds"]
+        torch.set_rng_state(state["torch_rng"])
+
+    def save(self, path: Path) -> None:
+        """Write the training state atomically (a killed run never leaves half a file)."""
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)
+
+    def fit(self, batches: Iterator[Batch], report: Optional[Report] = None,
+            evaluate: Optional[Callable[[int], dict]] = None, checkpoint: Optional[Path] = None) -> None:
+        """Train until cfg.iterations, reporting every log_every and evaluating every eval_every."""
+        cfg = self.cfg
+        self.model.train()
+        while self.iteration < cfg.iterations:
+            start = time.perf_counter()
+            parts = self.step(next(batches))
+            self.train_seconds += time.perf_counter() - start
+            done = self.iteration == cfg.iterations
+            if report and (self.iteration % cfg.log_every == 0 or done):
+                report({"iteration": self.iteration, "lr": self.scheduler.get_last_lr()[0], **parts})
+            if evaluate and cfg.eval_every and self.iteration % cfg.eval_every == 0 and not done:
+                evaluate(self.iteration)
+                self.model.train()
+            if checkpoint and cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
+                self.save(checkpoint)

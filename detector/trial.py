@@ -1,0 +1,85 @@
+"""One trial: build from config, fit, evaluate. Callable from a notebook, a
+test or a Ray worker alike; it knows nothing of Ray, MLflow or Hydra.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch.utils.data import DataLoader
+
+from detector.config import TrialConfig
+from detector.data.loader import build_datasets, build_train_loader, collate
+from detector.evaluate import coco_metrics, predict, time_inference
+from detector.model import RetinaNet, build_model
+from detector.train import NonFiniteLossError, Trainer, resolve_device, seed_everything
+
+__all__ = ["run_trial", "NonFiniteLossError"]
+
+Report = Callable[[dict], None]
+
+
+class _Evaluator:
+    """COCO metrics of the model on the validation set, reported as they come."""
+
+    def __init__(self, model: RetinaNet, val_set, cfg: TrialConfig, device: torch.device, report: Report) -> None:
+        self.model, self.val_set, self.cfg, self.device, self.report = model, val_set, cfg, device, report
+        self.loader = DataLoader(val_set, batch_size=cfg.train.batch_size, collate_fn=collate,
+                                 num_workers=cfg.data.num_workers)
+
+    def __call__(self, iteration: int) -> dict[str, float]:
+        detections = predict(self.model, self.loader, self.val_set.label_to_category_id, self.device)
+        metrics = coco_metrics(self.val_set.coco, detections, backend=self.cfg.eval.backend,
+                               image_ids=list(self.val_set.image_ids))
+        self.report({"iteration": iteration, **metrics})
+        return metrics
+
+
+def _speed(model: RetinaNet, val_set, cfg: TrialConfig, device: torch.device) -> float:
+    """Inference ms/image over the first validation images (warm-up excluded)."""
+    count = min(len(val_set), cfg.eval.warmup_images + cfg.eval.timing_images)
+    images = [val_set[i][0] for i in range(count)]
+    return time_inference(model, images, device, warmup=min(cfg.eval.warmup_images, count - 1))
+
+
+def _resume(trainer: Trainer, checkpoint: Path) -> None:
+    """Continue an interrupted trial from its last checkpoint, if there is one."""
+    if checkpoint.is_file():
+        trainer.load_state_dict(torch.load(checkpoint, map_location=trainer.device, weights_only=False))
+
+
+def run_trial(cfg: TrialConfig, *, workdir: Path, report: Optional[Report] = None) -> dict[str, float]:
+    """Train and evaluate `cfg`; write workdir/model.pt and workdir/metrics.json.
+
+    report(metrics) receives {"iteration", "loss", "loss_cls", "loss_box", "lr"}
+    every train.log_every iterations and {"iteration", "AP", ...} after each
+    evaluation. Returns AP, AP50, AP75, APS, APM, APL (fractions),
+    ms_per_image, train_images_per_s, train_seconds, iterations. Raises
+    NonFiniteLossError when the loss diverges.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    report = report or (lambda metrics: None)
+    seed_everything(cfg.train.seed)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    device = resolve_device(cfg.train.device)
+    train_set, val_set = build_datasets(cfg.data)
+    model = build_model(cfg.model, cfg.loss, train_set.num_classes)
+    trainer = Trainer(model, cfg.train, device)
+    checkpoint = workdir / "checkpoint_last.pt"
+    _resume(trainer, checkpoint)
+    evaluate = _Evaluator(trainer.model, val_set, cfg, device, report)
+    batches = build_train_loader(train_set, cfg.train.batch_size, cfg.data.num_workers, cfg.train.seed + trainer.iteration)
+    trainer.fit(batches, report, evaluate, checkpoint)
+    metrics = evaluate(trainer.iteration)
+    result = {**metrics, "ms_per_image": _speed(trainer.model, val_set, cfg, device),
+              "train_images_per_s": trainer.images_seen / max(trainer.train_seconds, 1e-9),
+              "train_seconds": trainer.train_seconds, "iterations": float(trainer.iteration)}
+    torch.save(trainer.model.state_dict(), workdir / "model.pt")
+    (workdir / "metrics.json").write_text(json.dumps(result, indent=2))
+    checkpoint.unlink(missing_ok=True)  # finished: model.pt is the result
+    return result

@@ -1,0 +1,60 @@
+"""One trial from the command line: `python -m sweeps.train [overrides]`.
+
+Trains and evaluates the composed config (default profile: cpu), prints the
+six COCO AP numbers and the inference ms/image, and writes them as
+`metrics.json` in Hydra's output directory (with model.pt and the config).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from detector.config import ConfigError
+from detector.data.coco import DatasetError
+from detector.evaluate import METRIC_NAMES
+from detector.trial import NonFiniteLossError, run_trial
+from sweeps.config import trial_config
+
+
+def _print_progress(metrics: dict) -> None:
+    """One line per report: training losses, or the metrics of an evaluation."""
+    if "loss" in metrics:
+        print(f"iter {metrics['iteration']:>6}  loss {metrics['loss']:.4f}  (cls {metrics['loss_cls']:.4f}, "
+              f"box {metrics['loss_box']:.4f})  lr {metrics['lr']:.5f}", flush=True)
+    else:
+        print(f"iter {metrics['iteration']:>6}  eval  AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}", flush=True)
+
+
+def format_result(result: dict) -> str:
+    """The six AP numbers (percent, as in the paper) and ms/image on one line."""
+    # COCOeval gives -1 where no ground truth has that size (e.g. no large objects).
+    aps = "  ".join(f"{name} {100 * result[name]:.1f}" if result[name] >= 0 else f"{name} —"
+                    for name in METRIC_NAMES)
+    return f"{aps}  |  {result['ms_per_image']:.1f} ms/image"
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        config = trial_config(cfg)
+        workdir = Path(HydraConfig.get().runtime.output_dir)
+        (workdir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        result = run_trial(config, workdir=workdir, report=_print_progress)
+    except (ConfigError, DatasetError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)  # a user error: one line, no traceback
+        sys.exit(2)
+    except NonFiniteLossError as error:
+        print(f"training diverged: {error}", file=sys.stderr)
+        sys.exit(1)
+    print(format_result(result))
+    print(f"results: {workdir / 'metrics.json'}")
+
+
+if __name__ == "__main__":
+    main()
