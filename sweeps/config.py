@@ -69,6 +69,6 @@ def _omegaconf_message(error: Exception) -> str:
     """One line from an OmegaConf error (its first line, without the traceback)."""
     text = str(error).strip().splitlines()[0]
     if "Missing mandatory value" in text:
-        key = text.split(":", 1)[-1].strip()
+        key = getattr(error, "full_key", None) or text.split(":", 1)[-1].strip()
         return f"{key} is missing: set {key}=... on the command line"
     return text

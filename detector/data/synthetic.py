@@ -53,6 +53,7 @@ PIXEL_NOISE = 6.0  # std of per-pixel Gaussian noise over the whole image
 # < 1 moves mass from the tiniest sizes (which no 16-px anchor matches at
 # IoU 0.5) toward medium and large; 1 would be log-uniform.
 SIZE_TILT = 0.7
+MAX_SCENE_TRIES = 10
 MIN_VISIBLE = 0.65  # fraction of each object's pixels that later objects must leave visible
 
 
@@ -173,9 +174,19 @@ def render_scene(
     included). Objects are drawn largest first so small ones are not buried
     under big ones.
     """
+    for _ in range(MAX_SCENE_TRIES):
+        canvas, objects = try_scene(rng, cfg, classes)
+        if len(objects) >= cfg.min_objects:
+            break  # else too crowded to place min_objects (rare): draw a fresh scene
+    return canvas, objects
+
+
+def try_scene(
+    rng: np.random.Generator, cfg: SyntheticConfig, classes: list[ObjectClass]
+) -> tuple[np.ndarray, list[tuple[int, tuple[float, float, float, float]]]]:
+    """One attempt at `render_scene`; objects without a free spot are left out."""
     size = cfg.image_size
-    canvas = background(rng, size)
-    draw_clutter(rng, canvas, cfg.clutter)
+    canvas = draw_clutter(rng, background(rng, size), cfg.clutter)  # (S, S, 3) float
     labels = rng.choice(len(classes), size=rng.integers(cfg.min_objects, cfg.max_objects + 1),
                         p=class_probabilities(len(classes)))
     sized = [(int(k), object_extent(rng, cfg, classes[k].shape)) for k in labels]
@@ -203,23 +214,28 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
     return base + np.stack(channels, axis=-1).astype(np.float64)
 
 
-def draw_clutter(rng: np.random.Generator, canvas: np.ndarray, count: int) -> None:
-    """Draw `count` unannotated distractors (blobs and lines) in place, in muted colours."""
+def draw_clutter(rng: np.random.Generator, canvas: np.ndarray, count: int) -> np.ndarray:
+    """`canvas` (S, S, 3) float with `count` unannotated distractors (blobs and lines) drawn on it.
+
+    Distractors are greyish (low saturation), so they are hard-ish negatives
+    that never look like a class colour.
+    """
+    image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
     size = canvas.shape[0]
-    layer = Image.new("L", (size, size), 0)
-    draw = ImageDraw.Draw(layer)
-    for i in range(count):
-        layer.paste(0, (0, 0, size, size))
+    for _ in range(count):
+        grey = rng.uniform(40, 200) + rng.uniform(-25, 25, 3)
+        fill = tuple(int(v) for v in np.clip(grey, 0, 255))
         if rng.random() < 0.5:  # irregular polygon blob
             cx, cy, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(2, 10)
             angles = np.sort(rng.uniform(0, 2 * np.pi, 6))
             radii = r * rng.uniform(0.5, 1.2, 6)
-            draw.polygon([(cx + q * np.cos(a), cy + q * np.sin(a)) for a, q in zip(angles, radii)], fill=255)
+            draw.polygon([(cx + q * np.cos(a), cy + q * np.sin(a)) for a, q in zip(angles, radii)], fill=fill)
         else:  # thin line
-            x0, y0, dx, dy = rng.uniform(0, size, 2).tolist() + rng.uniform(-30, 30, 2).tolist()
-            draw.line([(x0, y0), (x0 + dx, y0 + dy)], fill=255, width=int(rng.integers(1, 3)))
-        grey = rng.uniform(40, 200)
-        canvas[np.asarray(layer) > 0] = grey + rng.uniform(-25, 25, 3)  # low saturation: not a class colour
+            x0, y0 = rng.uniform(0, size, 2)
+            dx, dy = rng.uniform(-30, 30, 2)
+            draw.line([(x0, y0), (x0 + dx, y0 + dy)], fill=fill, width=int(rng.integers(1, 3)))
+    return np.asarray(image).astype(np.float64)
 
 
 def object_extent(rng: np.random.Generator, cfg: SyntheticConfig, shape: str) -> tuple[int, int]:
@@ -248,6 +264,7 @@ class Layout:
         self.labels: list[int] = []
         self.boxes: list[tuple[int, int, int, int]] = []  # exact extents (x1, y1, x2, y2), x2 exclusive
         self.areas = np.zeros(0, dtype=np.int64)  # (n,) pixels each object had when drawn
+        self.visible = np.zeros(0, dtype=np.int64)  # (n,) pixels each object still shows
 
     def clashes(self, label: int, box: tuple[float, float, float, float]) -> bool:
         """True if `box` touches an object of the same class: same-coloured shapes would merge."""
@@ -257,19 +274,19 @@ class Layout:
         """True if drawing `mask` (S, S) on top leaves every object >= MIN_VISIBLE visible."""
         if not self.labels:
             return True
-        n = len(self.labels)
-        visible = np.bincount(self.owner[self.owner >= 0], minlength=n)
         under = self.owner[mask]
-        hidden = np.bincount(under[under >= 0], minlength=n)
-        return bool(np.all(visible - hidden >= MIN_VISIBLE * self.areas))
+        hidden = np.bincount(under[under >= 0], minlength=len(self.labels))
+        return bool(np.all(self.visible - hidden >= MIN_VISIBLE * self.areas))
 
     def add(self, label: int, mask: np.ndarray) -> None:
         """Record an object drawn with `mask` (S, S) on top of the others."""
         ys, xs = np.nonzero(mask)
+        under = self.owner[mask]
+        self.visible = np.append(self.visible - np.bincount(under[under >= 0], minlength=len(self.labels)), len(ys))
         self.owner[mask] = len(self.labels)
         self.labels.append(label)
         self.boxes.append((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
-        self.areas = np.append(self.areas, mask.sum())
+        self.areas = np.append(self.areas, len(ys))
 
 
 def boxes_overlap(a: tuple[float, ...], b: tuple[float, ...], margin: float = 0.0) -> bool:
@@ -278,7 +295,7 @@ def boxes_overlap(a: tuple[float, ...], b: tuple[float, ...], margin: float = 0.
 
 
 def place_object(
-    rng: np.random.Generator, layout: Layout, label: int, shape: str, w: int, h: int, tries: int = 24
+    rng: np.random.Generator, layout: Layout, label: int, shape: str, w: int, h: int, tries: int = 32
 ) -> np.ndarray | None:
     """Mask (S, S) of `shape` (class `label`) drawn in a free spot, added to `layout`; None if none found.
 
@@ -316,10 +333,12 @@ def shape_mask(size: int, shape: str, box: np.ndarray) -> np.ndarray:
         draw.ellipse([x0, y0, x1, y1], fill=255)
     elif shape == "ring":
         draw.ellipse([x0, y0, x1, y1], fill=255)
-        draw.ellipse([x0 + t, y0 + t, x1 - t, y1 - t], fill=0)
+        if min(w, h) > 2 * t + 1:  # tiny rings have no room for a hole
+            draw.ellipse([x0 + t, y0 + t, x1 - t, y1 - t], fill=0)
     elif shape == "frame":
         draw.rectangle([x0, y0, x1, y1], fill=255)
-        draw.rectangle([x0 + t, y0 + t, x1 - t, y1 - t], fill=0)
+        if min(w, h) > 2 * t + 1:
+            draw.rectangle([x0 + t, y0 + t, x1 - t, y1 - t], fill=0)
     else:
         draw.polygon(polygon(shape, x0, y0, w, h, t), fill=255)
     return np.asarray(layer) > 0
