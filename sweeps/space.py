@@ -66,18 +66,19 @@ class SweepSpec:
     study_name: Optional[str] = None
 
 
-def sweep_spec(sweep: dict[str, Any], profile: str) -> SweepSpec:
+def sweep_spec(sweep: dict[str, Any], profile: str, explicit: frozenset[str] = frozenset()) -> SweepSpec:
     """Parse the plain `sweep:` dict; `trimmed[profile]` replaces grid keys
-    (grid sweeps) or top-level keys (search sweeps). Raises ConfigError."""
+    (grid sweeps) or top-level keys (search sweeps), except the keys given on
+    the command line (`explicit`, e.g. {"num_samples"}): those win. Raises ConfigError."""
     sweep = dict(sweep)
     trimmed = (sweep.pop("trimmed", None) or {}).get(profile) or {}
     kind = sweep.get("kind")
     if kind not in KINDS:
         raise ConfigError(f"sweep.kind={kind!r} must be one of {', '.join(KINDS)}")
-    if kind == "grid":
+    if kind == "grid" and "grid" not in explicit:
         sweep["grid"] = {**(sweep.get("grid") or {}), **trimmed}
-    else:
-        sweep.update(trimmed)
+    elif kind == "search":
+        sweep.update({key: value for key, value in trimmed.items() if key not in explicit})
     sweep.pop("paper_table", None)  # read by analysis/, not needed to run
     known = set(SweepSpec.__dataclass_fields__)
     unknown = sorted(set(sweep) - known)
@@ -186,3 +187,13 @@ def search_cell(spec: SweepSpec, sampled: dict[str, Any], base_seed: int) -> Cel
             value = json.loads(value)
         overrides[name] = value
     return Cell({**overrides, **search_fixed(spec)}, base_seed)
+
+
+def command_line_keys(overrides: list[str]) -> frozenset[str]:
+    """Top-level sweep keys set by Hydra overrides: ["sweep.num_samples=2"] -> {"num_samples"}."""
+    keys = set()
+    for item in overrides:
+        name = item.lstrip("+~").partition("=")[0]
+        if name.startswith("sweep."):
+            keys.add(name.split(".")[1])
+    return frozenset(keys)

@@ -35,7 +35,8 @@ def main(out: str = "/tmp/synthetic_preview.png", count: int = 4) -> Path:
     data_cfg = DataConfig(train_split="train", val_split="val", min_size=128, max_size=128, flip_prob=0.0)
     train_set, _ = build_datasets(data_cfg, train=False)
     items = [train_set[i] for i in range(count)]
-    raws = [render(image, {"boxes": target["boxes"][:0], "labels": target["labels"][:0]}, []) for image, target in items]
+    no_boxes = {"boxes": items[0][1]["boxes"][:0], "labels": items[0][1]["labels"][:0]}
+    raws = [render(image, no_boxes, []) for image, _ in items]
     boxed = [render(image, target, train_set.category_names) for image, target in items]
     w, h = boxed[0].size
     sheet = Image.new("RGB", (w * count, h * 2), (0, 0, 0))

@@ -1,0 +1,108 @@
+"""Build a sweep's report: tables + plots -> reports/<sweep>/, the terminal, and MLflow.
+
+    python -m analysis.report gamma_alpha [--tracking-uri URI] [--reports-dir DIR]
+                                          [--experiment NAME] [--profile NAME] [--no-log-artifacts]
+
+The argument is a sweep name (its latest parent run is used) or a parent
+run id. sweeps/run.py calls `build_report` at the end of a sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from rich.console import Console
+
+from analysis.errors import AnalysisError
+from analysis.plots import make_plots
+from analysis.render import default_console, print_table, write_table
+from analysis.runs import DEFAULT_EXPERIMENT, SweepRecord, load_sweep, open_client, store_errors
+from analysis.tables import build_tables
+
+ARTIFACT_DIR = "reports"  # where the files go inside the parent run's artifacts
+
+
+def build_report(
+    sweep_or_run_id: str,
+    *,
+    tracking_uri: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    reports_dir: str | Path = "reports",
+    log_artifacts: bool = True,
+    console: Console | None = None,
+    profile: str | None = None,
+) -> Path:
+    """Write the tables (.md/.csv/.tex) and plots (.png/.svg) of a sweep; returns their folder.
+
+    `sweep_or_run_id`: a sweep name (its latest parent run in `experiment`,
+    of `profile` if given) or a parent run id. The tables are printed to
+    `console` (default: the terminal), and with `log_artifacts` the files are
+    logged to the parent run under `reports/`.
+    Raises AnalysisError for a user error (unknown sweep/run, unreachable store).
+    """
+    client = open_client(tracking_uri)
+    sweep = load_sweep(client, sweep_or_run_id, experiment, profile)
+    out_dir = Path(reports_dir) / (sweep.name or sweep.run_id)
+    paths = write_report(sweep, out_dir, console)
+    if log_artifacts:
+        with store_errors(client.tracking_uri, "log reports to"):
+            for path in paths:
+                client.log_artifact(sweep.run_id, str(path), artifact_path=ARTIFACT_DIR)
+    return out_dir
+
+
+def write_report(sweep: SweepRecord, out_dir: Path, console: Console | None = None) -> list[Path]:
+    """Tables and plots of `sweep` into out_dir, tables printed; returns the files written."""
+    console = console or default_console()
+    _header(sweep, console)
+    paths: list[Path] = []
+    for table in build_tables(sweep):
+        print_table(table, console)
+        paths += write_table(table, out_dir)
+    for plot in make_plots(sweep, out_dir):
+        paths += plot.paths
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; a user error prints `error: ...` and returns 2."""
+    args = _parser().parse_args(argv)
+    try:
+        out_dir = build_report(args.sweep, tracking_uri=args.tracking_uri,
+                               experiment=args.experiment, reports_dir=args.reports_dir,
+                               log_artifacts=not args.no_log_artifacts, profile=args.profile)
+    except AnalysisError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"report written to {out_dir}/")
+    return 0
+
+
+def _header(sweep: SweepRecord, console: Console) -> None:
+    counts: dict[str, int] = {}
+    for trial in sweep.trials:
+        counts[trial.status] = counts.get(trial.status, 0) + 1
+    summary = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
+    console.print(f"[bold]sweep {sweep.name}[/bold] (profile {sweep.profile or '?'}, "
+                  f"parent run {sweep.run_id}): {len(sweep.trials)} trials: {summary or 'none yet'}",
+                  highlight=False)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n")[0])
+    parser.add_argument("sweep", help="sweep name (its latest run) or a parent run id")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name")
+    parser.add_argument("--profile", default=None, help="with a sweep name: its latest run of this profile")
+    parser.add_argument("--reports-dir", default="reports", help="folder for reports/<sweep>/")
+    parser.add_argument("--no-log-artifacts", action="store_true",
+                        help="do not log the files to the parent run (e.g. a read-only server)")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

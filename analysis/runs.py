@@ -1,0 +1,281 @@
+"""Read a sweep from MLflow: the parent run and one plain record per child.
+
+The layout is the contract of docs/ARCHITECTURE.md ("MLflow layout"):
+a parent run per sweep (tags `sweep.role=parent`, `sweep.name`, ...) and a
+child run per trial (tag `mlflow.parentRunId`, `sweep.cell`,
+`sweep.overrides` (JSON), `sweep.seed`, `error` on failure; params = the
+flattened trial config; final metrics AP ... APL as fractions in [0, 1] and
+`ms_per_image`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+import mlflow
+import yaml
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from analysis.errors import AnalysisError
+
+DEFAULT_EXPERIMENT = "retinanet-sweeps"
+METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL", "ms_per_image")
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+SWEEP_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+# While analysis/ talks to MLflow: fail fast on an unreachable server (the
+# defaults, 7 retries with backoff and a 120 s timeout, turn a typo in the URI
+# into minutes of silence) and keep download progress bars off the terminal.
+CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+              "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One child run (one trial of one cell and seed), as plain values.
+
+    `metrics` holds the final metrics that were logged: AP, AP50, AP75, APS,
+    APM, APL as fractions in [0, 1] (COCOeval's -1 for "no such objects" is
+    kept) and `ms_per_image` in milliseconds.
+    """
+
+    run_id: str
+    cell: str  # sweep.cell, e.g. "loss.alpha=0.25,loss.gamma=2.0,seed=0"
+    overrides: dict[str, Any]  # sweep.overrides, e.g. {"loss.alpha": 0.25}
+    seed: int | None
+    status: str  # FINISHED | FAILED | RUNNING | SCHEDULED | KILLED
+    error: str  # the `error` tag ("" when absent)
+    metrics: dict[str, float]
+    params: dict[str, str] = field(default_factory=dict)  # flattened config, as logged
+    start_time: int = 0  # ms since the epoch
+    early_stopped: bool = False  # a search trial ASHA stopped (FINISHED, fewer iterations)
+
+    def value(self, dotted: str, default: Any = None) -> Any:
+        """A config value of the trial: its override, else its logged param."""
+        if dotted in self.overrides:
+            return self.overrides[dotted]
+        if dotted in self.params:
+            return parse_param(self.params[dotted])
+        return default
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """A parent run and its trials (one record per cell key, see `latest_per_cell`)."""
+
+    run_id: str
+    name: str  # sweep.name, e.g. "gamma_alpha"
+    profile: str  # sweep.profile, e.g. "cpu"
+    kind: str  # sweep.kind: "grid" | "search"
+    status: str
+    trials: list[TrialRecord]
+
+
+def parse_param(text: str) -> Any:
+    """An MLflow param string back to a value: "0.25" -> 0.25, "None" -> None, "[1, 2]" -> [1, 2]."""
+    if text in ("None", "null", ""):
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:  # free text (a path with a colon, ...): keep it as logged
+        return text
+
+
+@contextlib.contextmanager
+def store_errors(uri: str, action: str = "read") -> Iterator[None]:
+    """Turn MLflow/network errors into a one-line AnalysisError; CLIENT_ENV meanwhile."""
+    saved = {name: os.environ.get(name) for name in CLIENT_ENV}
+    for name, value in CLIENT_ENV.items():
+        os.environ.setdefault(name, value)  # a user's own setting wins
+    try:
+        yield
+    except (MlflowException, OSError) as error:  # OSError covers requests' errors
+        raise AnalysisError(f"cannot {action} MLflow store {uri}: {_first_line(error)}") from None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+
+
+def open_client(tracking_uri: str | None = None) -> MlflowClient:
+    """A client for `tracking_uri` (None: MLflow's default); a local store must exist.
+
+    Reading never creates a store: MLflow would silently make an empty
+    sqlite file or mlruns/ folder for a mistyped path.
+    """
+    uri = tracking_uri or mlflow.get_tracking_uri()  # checked before the client, which creates it
+    path = _local_store_path(uri)
+    if path is not None and not path.exists():
+        raise AnalysisError(f"no MLflow store at {uri} (pass --tracking-uri)")
+    with store_errors(uri):
+        return MlflowClient(uri)
+
+
+def load_sweep(
+    client: MlflowClient,
+    sweep_or_run_id: str,
+    experiment: str = DEFAULT_EXPERIMENT,
+    profile: str | None = None,
+) -> SweepRecord:
+    """The latest parent run of a sweep name (of `profile`, if given), or the
+    parent run with that id (a 32-hex-digit run id), and its trials."""
+    uri = client.tracking_uri
+    with store_errors(uri):
+        if RUN_ID.match(sweep_or_run_id):
+            parent = get_parent(client, sweep_or_run_id)
+        else:
+            parent = find_parent(client, sweep_or_run_id, experiment, profile)
+        trials = latest_per_cell(list_children(client, parent))
+    tags = parent.data.tags
+    return SweepRecord(
+        run_id=parent.info.run_id,
+        name=tags.get("sweep.name", ""),
+        profile=tags.get("sweep.profile", ""),
+        kind=tags.get("sweep.kind", ""),
+        status=parent.info.status,
+        trials=trials,
+    )
+
+
+def get_parent(client: MlflowClient, run_id: str) -> Run:
+    """The run with this id, which must be a sweep's parent."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise AnalysisError(f"no run with id {run_id}") from None
+        raise
+    role = run.data.tags.get("sweep.role")
+    if role != "parent":
+        raise AnalysisError(f"run {run_id} is not a sweep's parent run (sweep.role={role})")
+    return run
+
+
+def find_parent(client: MlflowClient, sweep: str, experiment: str, profile: str | None = None) -> Run:
+    """The most recently started parent run of `sweep` (and `profile`) in `experiment`."""
+    for name, value in (("sweep name", sweep), ("profile", profile or "x")):
+        if not SWEEP_NAME.match(value):  # the value goes into a filter string
+            raise AnalysisError(f"invalid {name} {value!r} (letters, digits, _ . - only)")
+    experiment_id = _experiment_id(client, experiment)
+    query = f"tags.`sweep.role` = 'parent' AND tags.`sweep.name` = '{sweep}'"
+    if profile:
+        query += f" AND tags.`sweep.profile` = '{profile}'"
+    runs = client.search_runs([experiment_id], filter_string=query,
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        names = ", ".join(sweep_names(client, experiment_id)) or "none"
+        which = f"sweep {sweep!r}" + (f" with profile {profile!r}" if profile else "")
+        raise AnalysisError(f"no runs of {which} in experiment {experiment!r} (sweeps with runs: {names})")
+    return runs[0]
+
+
+def sweep_names(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Sorted names of the sweeps that have a parent run in the experiment."""
+    parents = _search_all(client, experiment_id, "tags.`sweep.role` = 'parent'")
+    return sorted({run.data.tags.get("sweep.name", "?") for run in parents})
+
+
+def list_children(client: MlflowClient, parent: Run) -> list[TrialRecord]:
+    """Every child run of `parent` as a TrialRecord, oldest first."""
+    runs = _search_all(
+        client,
+        parent.info.experiment_id,
+        f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+    )
+    return sorted((trial_record(run) for run in runs), key=lambda t: t.start_time)
+
+
+def trial_record(run: Run) -> TrialRecord:
+    """The plain record of one child run."""
+    tags = run.data.tags
+    seed = tags.get("sweep.seed")
+    return TrialRecord(
+        run_id=run.info.run_id,
+        cell=tags.get("sweep.cell", run.info.run_id),
+        overrides=_overrides(tags.get("sweep.overrides")),
+        seed=int(seed) if seed not in (None, "", "None") else None,
+        status=run.info.status,
+        error=tags.get("error", ""),
+        metrics={k: v for k, v in run.data.metrics.items() if k in METRICS},
+        params=dict(run.data.params),
+        start_time=run.info.start_time or 0,
+        early_stopped=tags.get("sweep.early_stopped") == "true",
+    )
+
+
+def latest_per_cell(trials: list[TrialRecord]) -> list[TrialRecord]:
+    """One record per `sweep.cell`: a FINISHED run wins, then the latest started.
+
+    A resumed sweep may hold several runs of one cell (a failed try and its
+    re-run); the table shows the cell once.
+    """
+    chosen: dict[str, TrialRecord] = {}
+    for trial in trials:  # oldest first, so a later run replaces an earlier one
+        old = chosen.get(trial.cell)
+        if old is None or trial.status == "FINISHED" or old.status != "FINISHED":
+            chosen[trial.cell] = trial
+    return list(chosen.values())
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        names = ", ".join(e.name for e in client.search_experiments()) or "none"
+        raise AnalysisError(f"no experiment {name!r} (experiments: {names})")
+    return experiment.experiment_id
+
+
+def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
+    """All runs matching the filter, following MLflow's page tokens."""
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=filter_string, max_results=1000, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _overrides(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:  # then the logged params are the only source
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _local_store_path(uri: str) -> Path | None:
+    """The file or folder of a sqlite / file store URI; None for servers and others."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        if not uri.startswith("sqlite:///") or ":memory:" in uri:
+            return None
+        return Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path if parsed.scheme == "file" else uri)
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    """The gist of an MLflow/network error: the OS reason if there is one
+    ("Connection refused" rather than urllib3's nested retry report), else its
+    first line, at most 200 characters."""
+    text = str(error).strip()
+    reason = re.search(r"\[Errno -?\d+\] ([^\"')]+)|(Read timed out)", text)
+    if reason:
+        return reason.group(1) or reason.group(2)
+    lines = text.splitlines()
+    return lines[0][:200] if lines else type(error).__name__

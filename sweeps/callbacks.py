@@ -1,0 +1,141 @@
+"""The Tune callback that records trials in MLflow, from the driver process.
+
+Trials only call `tune.report`; Tune hands every result to this callback in
+the driver, so exactly one process writes the tracking store. A grid cell
+whose child run exists from an earlier, unfinished invocation gets that run
+back instead of a new one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+from mlflow.entities import Run
+from ray import cloudpickle, tune
+from ray.tune.experiment import Trial
+
+from sweeps.plan import SweepPlan
+from sweeps.tracking import FAILED, FINISHED, KILLED, SweepTracker
+from sweeps.trainable import FINAL_FLAG
+
+# What a trial reports beside the metrics: never logged as MLflow metrics.
+NOT_METRICS = {"iteration", "iterations", FINAL_FLAG, "node_id", "done", "training_iteration", "trial_id",
+               "time_this_iter_s", "time_total_s", "timestamp", "time_since_restore",
+               "iterations_since_restore", "pid", "date", "hostname", "node_ip", "config",
+               "experiment_tag", "checkpoint_dir_name", "should_checkpoint"}
+
+
+class MlflowCallback(tune.Callback):
+    """Child run per trial: params and config.yaml at start, metrics per
+    report, checkpoint and metrics.json at the end, FAILED with the error."""
+
+    def __init__(self, plan: SweepPlan, tracker: SweepTracker, previous: dict[str, Run]) -> None:
+        self.plan = plan
+        self.tracker = tracker
+        self.previous = previous  # cell key -> unfinished child run of an earlier invocation
+        self.runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
+        self.open: set[str] = set()  # trial ids whose run is still RUNNING
+        self.finished = 0
+        self.failures: dict[str, str] = {}  # cell key -> error text
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its run config (callbacks included) for Tune's own
+        restore, which sweeps do not use; the live objects stay in the driver."""
+        return {}
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if trial.trial_id in self.runs:  # a retry (trial.max_failures): same run
+            return
+        cell = self.plan.cell_for(trial.config)
+        extra = {"sweep.name": self.plan.spec.name}
+        if self.plan.spec.kind == "search":
+            extra["sweep.trial_id"] = trial.trial_id
+        reuse = self.previous.pop(cell.key, None) if self.plan.spec.kind == "grid" else None
+        run_id = self.tracker.start_child(cell, cell.trial_values(self.plan.base), reuse, extra)
+        self.runs[trial.trial_id] = run_id
+        self.open.add(trial.trial_id)
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        run_id = self.runs[trial.trial_id]
+        metrics = numeric_metrics(result)
+        if metrics:
+            self.tracker.log_metrics(run_id, metrics, step=int(result.get("iteration", 0)))
+        if result.get(FINAL_FLAG):
+            self.tracker.set_tags(run_id, {"ray.node_id": result.get("node_id", ""),
+                                           "ray.node_ip": result.get("node_ip", "")})
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        run_id = self.runs[trial.trial_id]
+        if (trial.last_result or {}).get(FINAL_FLAG):
+            self._log_outputs(run_id, trial.checkpoint)
+            status = FINISHED
+        elif self.plan.spec.kind == "search":  # stopped by ASHA: a finished, shorter trial
+            self.tracker.set_tags(run_id, {"sweep.early_stopped": "true"})
+            status = FINISHED
+        else:  # a grid trial stopped before its end: the sweep was interrupted
+            status = KILLED
+        self.tracker.finish_child(run_id, status)
+        self.open.discard(trial.trial_id)
+        if status == FINISHED:
+            self.finished += 1
+            self._drop_workdir(trial)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        error = trial_error_text(trial)
+        self.tracker.finish_child(self.runs[trial.trial_id], FAILED, error=error)
+        self.open.discard(trial.trial_id)
+        self.failures[self.plan.cell_for(trial.config).key] = error
+
+    def counts(self) -> dict[str, int]:
+        """Trials of this invocation that finished or failed so far."""
+        return {"finished": self.finished, "failed": len(self.failures)}
+
+    def close_open_runs(self) -> int:
+        """After an interruption: end the runs of trials still running as KILLED
+        (re-running the sweep reuses them). Returns how many there were."""
+        for trial_id in sorted(self.open):
+            self.tracker.finish_child(self.runs[trial_id], KILLED)
+        count = len(self.open)
+        self.open.clear()
+        return count
+
+    def _drop_workdir(self, trial: Trial) -> None:
+        """A finished trial's folder (model.pt, metrics.json) is in MLflow now.
+        On a multi-machine cluster the folder may be on another node: then there is nothing here."""
+        workdir = self.plan.workdir(self.plan.cell_for(trial.config), trial.trial_id)
+        if workdir.is_dir():
+            shutil.rmtree(workdir)
+
+    def _log_outputs(self, run_id: str, checkpoint: Optional[tune.Checkpoint]) -> None:
+        """checkpoint/model.pt and metrics.json from the trial's final checkpoint."""
+        if checkpoint is None:
+            return
+        with checkpoint.as_directory() as folder:
+            model, metrics = Path(folder) / "model.pt", Path(folder) / "metrics.json"
+            if model.is_file():
+                self.tracker.log_file(run_id, model, "checkpoint")
+            if metrics.is_file():
+                self.tracker.log_file(run_id, metrics)
+
+
+def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The trial's own numbers in a Tune result (Tune adds bookkeeping keys)."""
+    return {k: float(v) for k, v in result.items()
+            if k not in NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def trial_error_text(trial: Trial) -> str:
+    """`ExceptionType: message` of the trial's original exception (not Ray's wrapper).
+
+    Read from the driver-side copy Tune writes just before `on_trial_error`
+    (`trial.get_pickled_error()` reads the storage copy, not synced yet)."""
+    pickled = trial.pickled_error_file
+    if pickled and Path(pickled).is_file():
+        error = cloudpickle.loads(Path(pickled).read_bytes())
+        cause = getattr(error, "cause", None) or error
+        return f"{type(cause).__name__}: {cause}".strip()
+    text = Path(trial.error_file).read_text() if trial.error_file and Path(trial.error_file).is_file() else ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "trial failed; Tune recorded no error"

@@ -1,0 +1,108 @@
+"""Ray for one sweep: a local cluster started for the run (the default), or an
+existing one (`cluster.address=auto` or `ray://host:port`), set up quietly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
+
+from detector.config import ConfigError
+
+# Set before Tune runs; local Ray workers inherit the driver's environment.
+QUIET_ENV = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no CSV / JSON / TensorBoard files per trial: MLflow has it all
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",  # training reports carry no AP; only evaluations do
+    "RAY_USAGE_STATS_ENABLED": "0",  # no usage-stats notice on start
+    "RAY_DEDUP_LOGS": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0 the legacy reporter prints nothing at all
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
+QUIET_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.data", "ray.air", "filelock")
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """The cluster a sweep runs on."""
+
+    address: str  # the GCS address
+    local: bool  # a cluster on this machine only (no cluster.address): trials share this disk
+    cpus: float
+    gpus: float
+    nodes: int
+    max_node_cpus: float  # a trial runs on one node: its resources must fit one
+    max_node_gpus: float
+
+
+def check_resources(cluster: dict[str, Any]) -> None:
+    """One-line errors for impossible per-trial resources (before anything starts)."""
+    cpus, gpus, num_cpus = cluster.get("cpus_per_trial"), cluster.get("gpus_per_trial") or 0, cluster.get("num_cpus")
+    if not isinstance(cpus, (int, float)) or cpus <= 0:
+        raise ConfigError(f"cluster.cpus_per_trial={cpus!r} must be > 0")
+    if not isinstance(gpus, (int, float)) or gpus < 0 or (gpus > 1 and gpus != int(gpus)):
+        raise ConfigError(f"cluster.gpus_per_trial={gpus!r} must be >= 0 (a fraction below 1, or whole GPUs)")
+    if num_cpus is not None and (not isinstance(num_cpus, int) or num_cpus < cpus):
+        raise ConfigError(f"cluster.num_cpus={num_cpus!r} must be an integer >= cluster.cpus_per_trial={cpus}")
+
+
+def quiet_ray() -> None:
+    """No Ray or Tune chatter in the terminal: our progress display says what matters."""
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL if name == "ray.tune" else logging.ERROR)
+
+
+@contextmanager
+def ray_cluster(cluster: dict[str, Any]) -> Iterator[ClusterInfo]:
+    """Ray initialised for the sweep; shut down afterwards if this call started
+    or connected it. A Ray already initialised in this process (tests) is reused."""
+    import ray
+
+    quiet_ray()
+    owned = not ray.is_initialized()
+    if owned:
+        _init(ray, cluster.get("address"), cluster.get("num_cpus"))
+    try:
+        info = _describe(ray, local=not cluster.get("address"))
+        _check_fits(info, cluster)
+        yield info
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _init(ray: Any, address: Optional[str], num_cpus: Optional[int]) -> None:
+    """Start a fresh local cluster ("local": never attach to some other Ray
+    found on this machine) or connect to `address`."""
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    if not address:
+        ray.init(address="local", num_cpus=num_cpus or len(os.sched_getaffinity(0)), **quiet)
+        return
+    try:
+        ray.init(address=address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
+    except ConnectionError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"cluster.address={address}: cannot connect to a Ray cluster ({first}); is it "
+                          "running, and if it uses token authentication, is RAY_AUTH_MODE=token set here?") from None
+
+
+def _describe(ray: Any, local: bool) -> ClusterInfo:
+    alive = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    address = ray.get_runtime_context().gcs_address
+    return ClusterInfo(address, local, sum(float(r.get("CPU", 0)) for r in alive),
+                       sum(float(r.get("GPU", 0)) for r in alive), len(alive),
+                       max((float(r.get("CPU", 0)) for r in alive), default=0.0),
+                       max((float(r.get("GPU", 0)) for r in alive), default=0.0))
+
+
+def _check_fits(info: ClusterInfo, cluster: dict[str, Any]) -> None:
+    """A trial needing more than any one node has would wait forever: say so instead."""
+    cpus, gpus = cluster["cpus_per_trial"], cluster.get("gpus_per_trial") or 0
+    if cpus > info.max_node_cpus:
+        raise ConfigError(f"cluster.cpus_per_trial={cpus} but no Ray node has more than {info.max_node_cpus:g} CPUs")
+    if gpus > info.max_node_gpus:
+        raise ConfigError(f"cluster.gpus_per_trial={gpus} but no Ray node has more than {info.max_node_gpus:g} GPUs")

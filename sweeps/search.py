@@ -1,0 +1,93 @@
+"""Open searches: Optuna (TPE or random) through Ray Tune's OptunaSearch, with
+ASHA early stopping, over a persistent study (a second run continues it).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+import optuna
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from detector.config import ConfigError
+from sweeps.space import SweepSpec, optuna_space
+
+SAMPLERS = ("tpe", "random")
+
+
+class EvalOnlyOptunaSearch(OptunaSearch):
+    """OptunaSearch fed only the evaluation reports: training reports carry
+    losses but no AP, and OptunaSearch would fail looking the metric up."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self.metric in result:
+            super().on_trial_result(trial_id, result)
+
+
+def study_name(spec: SweepSpec, profile: str) -> str:
+    """sweep.study_name, or search-<profile> (one study per profile by default)."""
+    return spec.study_name or f"{spec.name}-{profile}"
+
+
+def check_search(spec: SweepSpec) -> None:
+    """One-line errors for the search settings (before anything starts)."""
+    if spec.sampler not in SAMPLERS:
+        raise ConfigError(f"sweep.sampler={spec.sampler!r} must be one of {', '.join(SAMPLERS)}")
+    if not spec.storage:
+        raise ConfigError("sweep.storage is empty: give a journal file (optuna-journal.log) or an RDB URL")
+    if "://" not in spec.storage and not Path(spec.storage).expanduser().resolve().parent.is_dir():
+        raise ConfigError(f"sweep.storage={spec.storage}: its folder does not exist")
+    for key in ("grace_period", "reduction_factor"):
+        value = spec.asha.get(key)
+        if not isinstance(value, (int, float)) or value < (1 if key == "grace_period" else 1.01):
+            raise ConfigError(f"sweep.asha.{key}={value!r} must be >= {1 if key == 'grace_period' else 'above 1'}")
+
+
+def optuna_storage(storage: str) -> optuna.storages.BaseStorage:
+    """A journal file for a plain path (safe for several processes), else an RDB URL."""
+    if "://" in storage:
+        return optuna.storages.RDBStorage(storage)
+    from optuna.storages.journal import JournalFileBackend
+
+    path = Path(storage).expanduser().resolve()
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def make_searcher(spec: SweepSpec, profile: str, base_seed: int) -> tuple[OptunaSearch, int]:
+    """The searcher over the persistent study, and how many trials the study held before."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    storage = optuna_storage(spec.storage)
+    name = study_name(spec, profile)
+    direction = "maximize" if spec.mode == "max" else "minimize"
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction=direction)
+    before = len(study.trials)
+    # Seeded, but never with the same seed twice for one study: a second run
+    # would otherwise propose the first run's random start-up points again.
+    seed = base_seed + before
+    sampler = (optuna.samplers.TPESampler(seed=seed) if spec.sampler == "tpe"
+               else optuna.samplers.RandomSampler(seed=seed))
+    searcher = EvalOnlyOptunaSearch(space=optuna_space(spec), metric=spec.metric, mode=spec.mode,
+                                    sampler=sampler, study_name=name, storage=storage)
+    return searcher, before
+
+
+def make_scheduler(spec: SweepSpec, iterations: int) -> ASHAScheduler:
+    """ASHA on the detector's iteration; grace_period counts evaluations."""
+    grace = min(int(spec.asha["grace_period"]) * int(spec.eval_every), iterations)
+    return ASHAScheduler(time_attr="iteration", metric=spec.metric, mode=spec.mode, max_t=iterations,
+                         grace_period=grace, reduction_factor=spec.asha["reduction_factor"],
+                         stop_last_trials=False)
+
+
+def study_trial_count(spec: SweepSpec, profile: str) -> int:
+    """Trials the persistent study holds now (all states)."""
+    study = optuna.load_study(study_name=study_name(spec, profile), storage=optuna_storage(spec.storage))
+    return len(study.trials)
+
+
+def describe_storage(spec: SweepSpec) -> str:
+    """Where the study lives, for the final summary."""
+    return spec.storage if "://" in spec.storage else str(Path(spec.storage).expanduser().resolve())
+

@@ -1,0 +1,194 @@
+"""MLflow layout of a sweep: one parent run, one child run per trial.
+
+Only the driver process writes (a local SQLite file must never have several
+writers). Tags follow docs/ARCHITECTURE.md exactly, since analysis/ reads
+them: parent `sweep.name`, `sweep.profile`, `sweep.kind`, `sweep.role`,
+`git_commit`, `config_hash`; child `sweep.role`, `sweep.cell`,
+`sweep.overrides`, `sweep.seed`, `error`.
+
+Resume: the parent is found again by (sweep.name, config_hash, profile); its
+children are matched to cells by `sweep.cell`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional
+from urllib.parse import urlparse
+
+import mlflow
+from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.tracking import MlflowClient
+
+from sweeps.config import flatten
+from sweeps.space import Cell
+
+PARENT_ID_TAG = "mlflow.parentRunId"
+ERROR_CHARS = 500  # the `error` tag keeps the first 500 characters
+PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
+FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+
+
+@dataclass(frozen=True)
+class ParentIdentity:
+    """What makes two invocations the same sweep (and so the same parent run)."""
+
+    name: str
+    profile: str
+    kind: str
+    config_hash: str
+
+
+def resolve_tracking_uri(uri: Optional[str]) -> str:
+    """tracking.uri, or MLflow's own default (MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)."""
+    return uri if uri else mlflow.get_tracking_uri()
+
+
+def quiet_mlflow() -> None:
+    """MLflow and its SQL migrations log at INFO on first use of a store; keep the terminal for progress."""
+    for name in ("mlflow", "alembic", "sqlalchemy", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def git_commit(root: Path) -> str:
+    """The project's commit, or "unknown" outside a git checkout (a tag, not a reason to stop)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):  # no git binary: record that we do not know
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+class SweepTracker:
+    """Parent and child runs of one sweep in one experiment."""
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        quiet_mlflow()
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        self.experiment_id = self._experiment_id(experiment)
+        self.parent_id = ""
+
+    def _experiment_id(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        return self.client.create_experiment(name, artifact_location=_artifact_location(self.uri, name))
+
+    # -- parent ------------------------------------------------------------
+    def find_parent(self, identity: ParentIdentity) -> Optional[Run]:
+        """The newest parent run of this sweep, base config and profile."""
+        query = (f"tags.`sweep.role` = 'parent' and tags.`sweep.name` = '{identity.name}' "
+                 f"and tags.`sweep.profile` = '{identity.profile}' and tags.config_hash = '{identity.config_hash}'")
+        runs = self.client.search_runs([self.experiment_id], query, order_by=["attributes.start_time DESC"],
+                                       max_results=1)
+        return runs[0] if runs else None
+
+    def open_parent(self, identity: ParentIdentity, existing: Optional[Run], base: dict[str, Any],
+                    config_yaml: str, commit: str) -> bool:
+        """Reuse `existing` (the parent found for a resume) or create one; returns True when reused."""
+        if existing is not None:
+            self.parent_id = existing.info.run_id
+            self.client.update_run(self.parent_id, status=RUNNING)
+            return True
+        tags = {"sweep.name": identity.name, "sweep.profile": identity.profile, "sweep.kind": identity.kind,
+                "sweep.role": "parent", "git_commit": commit, "config_hash": identity.config_hash}
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"{identity.name}-{identity.profile}")
+        self.parent_id = run.info.run_id
+        self._log_params(self.parent_id, flatten(base), existing={})
+        self.client.log_text(self.parent_id, config_yaml, "config.yaml")
+        return False
+
+    def close_parent(self, status: str, counts: dict[str, int]) -> None:
+        """Record the trial counts and end the parent run."""
+        self.log_metrics(self.parent_id, {f"trials_{k}": float(v) for k, v in counts.items()}, step=0)
+        self.client.set_terminated(self.parent_id, status=status)
+
+    # -- children ----------------------------------------------------------
+    def children(self, parent_id: Optional[str] = None) -> list[Run]:
+        """All child runs of the parent (any status), following MLflow's pages."""
+        query = f"tags.`{PARENT_ID_TAG}` = '{parent_id or self.parent_id}'"
+        runs: list[Run] = []
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def start_child(self, cell: Cell, trial_values: dict[str, Any], reuse: Optional[Run],
+                    extra_tags: dict[str, str]) -> str:
+        """A child run for `cell`: the existing `reuse` (set RUNNING again) or a new one.
+        Logs tags, the flattened trial config as params and config.yaml."""
+        tags = {PARENT_ID_TAG: self.parent_id, "sweep.role": "child", "sweep.cell": cell.key,
+                "sweep.overrides": json.dumps(cell.overrides, sort_keys=True), "sweep.seed": str(cell.seed),
+                **extra_tags}
+        if reuse is None:
+            run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=cell.key[:250]).info.run_id
+            existing: dict[str, str] = {}
+        else:
+            run_id, existing = reuse.info.run_id, dict(reuse.data.params)
+            self.client.update_run(run_id, status=RUNNING)
+            self._log(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            if "error" in reuse.data.tags:  # a re-run of a failed cell: the old error no longer holds
+                self.client.delete_tag(run_id, "error")
+        self._log_params(run_id, flatten(trial_values), existing)
+        self.client.log_text(run_id, _yaml(trial_values), "config.yaml")
+        return run_id
+
+    def finish_child(self, run_id: str, status: str, error: Optional[str] = None) -> None:
+        """End a child run; a failure keeps its error text in the `error` tag."""
+        if error is not None:
+            self.client.set_tag(run_id, "error", error[:ERROR_CHARS])
+        self.client.set_terminated(run_id, status=status)
+
+    # -- logging -----------------------------------------------------------
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        """All `metrics` at one step in one request (one SQLite transaction)."""
+        stamp = int(time.time() * 1000)
+        self._log(run_id, metrics=[Metric(k, float(v), stamp, int(step)) for k, v in metrics.items()])
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self._log(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_file(self, run_id: str, path: Path, artifact_dir: Optional[str] = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path=artifact_dir)
+
+    def _log_params(self, run_id: str, flat: dict[str, Any], existing: dict[str, str]) -> None:
+        """Params not logged yet (MLflow params are write-once; a reused run has most of them)."""
+        params = [Param(k, _param_text(v)) for k, v in flat.items() if k not in existing]
+        for start in range(0, len(params), PARAMS_PER_BATCH):
+            self._log(run_id, params=params[start:start + PARAMS_PER_BATCH])
+
+    def _log(self, run_id: str, metrics: Iterable[Metric] = (), params: Iterable[Param] = (),
+             tags: Iterable[RunTag] = ()) -> None:
+        self.client.log_batch(run_id, metrics=list(metrics), params=list(params), tags=list(tags), synchronous=True)
+
+
+def _param_text(value: Any) -> str:
+    """Params are strings; lists keep their JSON form ([0.5, 1.0, 2.0])."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def _yaml(values: dict[str, Any]) -> str:
+    """The resolved trial config as YAML (the `config.yaml` artifact)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.create(values))
+
+
+def _artifact_location(uri: str, experiment: str) -> Optional[str]:
+    """For a SQLite store, artifacts go beside the database file (mlruns/ next
+    to mlflow.db, MLflow's own layout for the default store), so the store and
+    its artifacts travel together; other stores choose for themselves."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "sqlite":
+        return None
+    db_path = Path(uri[len("sqlite:///"):]).resolve()
+    return (db_path.parent / "mlruns" / experiment).as_uri()

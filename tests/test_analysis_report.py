@@ -1,0 +1,179 @@
+"""analysis/: renderers (CSV/LaTeX parse back), plots (valid PNG/SVG, series) and the report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+
+from analysis.errors import AnalysisError
+from analysis.plots import make_plots
+from analysis.render import to_csv, to_latex, to_markdown
+from analysis.report import build_report, main
+from analysis.runs import load_sweep, open_client
+from analysis.table import Table
+from analysis.tables import build_tables
+from tests.analysis_fixtures import BEST_ALPHA, NAN_ERROR, SPEED, analysis_store  # noqa: F401
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _sweep(store, name):
+    return load_sweep(open_client(store.uri), name)
+
+
+def _tables(store, name) -> dict[str, Table]:
+    return {t.name: t for t in build_tables(_sweep(store, name))}
+
+
+def _latex_rows(text: str) -> list[list[str]]:
+    """Body cells of a booktabs tabular, \\textbf and $\\pm$ undone."""
+    body = text.split(r"\midrule", 1)[1].split(r"\bottomrule", 1)[0]
+    rows = []
+    for line in body.strip().splitlines():
+        cells = [c.strip() for c in line.rstrip().removesuffix(r"\\").split(" & ")]
+        rows.append([re.sub(r"\\textbf\{(.*)\}", r"\1", c).replace(r"$\pm$", "±") for c in cells])
+    return rows
+
+
+def _number(text: str) -> float | None:
+    match = re.match(r"^-?\d+(\.\d+)?", text)
+    return float(match.group(0)) if match else None
+
+
+# --- render.py -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sweep, table_name", [("gamma_alpha", "table1b"), ("gamma_alpha", "table1b_grid"),
+                                               ("alpha_ce", "table1a"), ("speed_accuracy", "table1e")])
+def test_csv_and_latex_parse_back_to_the_table_numbers(analysis_store, sweep, table_name):
+    table = _tables(analysis_store, sweep)[table_name]
+    records = list(csv.DictReader(io.StringIO(to_csv(table))))
+    latex = _latex_rows(to_latex(table))
+    shift = 1 if table.show_n else 0  # LaTeX shows an n column after the keys
+    n_keys = sum(c.source == "key" for c in table.columns)
+    assert len(records) == len(latex) == len(table.rows)
+    for row, record, tex in zip(table.rows, records, latex):
+        tex = tex[:n_keys] + tex[n_keys + shift:]
+        for column, cell, tex_cell in zip(table.columns, row.cells, tex):
+            assert _number(record[column.key]) == cell.value
+            assert _number(tex_cell) == _number(record[column.key])
+            if cell.std is not None:
+                assert float(record[f"{column.key}_std"]) == cell.std == float(tex_cell.split("± ")[1].split()[0])
+        assert record["best"] == str(int(row.best)) and record["status"] == row.status
+
+
+def test_csv_has_the_error_of_a_failed_cell(analysis_store):
+    table = _tables(analysis_store, "alpha_ce")["table1a"]
+    records = {r["alpha"]: r for r in csv.DictReader(io.StringIO(to_csv(table)))}
+    assert records["0.1"]["AP"] == "failed" and records["0.1"]["error"] == NAN_ERROR
+    assert records["0.99"]["AP"] == "" and records["0.99"]["status"] == "missing"
+    assert records["0.75"]["best"] == "1" and records["0.5"]["best"] == "0"
+
+
+def test_markdown_bolds_the_best_row_and_marks_failed_and_missing(analysis_store):
+    text = to_markdown(_tables(analysis_store, "alpha_ce")["table1a"])
+    lines = {line.split(" | ")[0].strip("| *"): line for line in text.splitlines() if line.startswith("| ")}
+    assert lines["0.75"].startswith("| **0.75** | **31.2** |")
+    assert "| failed |" in lines["0.1"] and "| — |" in lines["0.99"]
+    assert text.startswith("### Table 1a") and "nan" in text.split("\n\n")[-1]
+
+
+def test_latex_is_a_booktabs_tabular_with_groups(analysis_store):
+    text = to_latex(_tables(analysis_store, "gamma_alpha")["table1b"])
+    for part in (r"\begin{tabular}", r"\toprule", r"\midrule", r"\bottomrule",
+                 r"\multicolumn{4}{c}{ours}", r"\multicolumn{4}{c}{paper}", r"\textbf{", r"$\gamma$"):
+        assert part in text
+    assert "±" not in text and "—" not in text  # pure ASCII for pdflatex
+    assert text.isascii()
+
+
+# --- plots.py ------------------------------------------------------------------
+
+
+def _check_files(plot):
+    png, svg = plot.paths
+    assert png.read_bytes()[:8] == PNG_SIGNATURE and png.stat().st_size > 0
+    assert matplotlib.image.imread(png).ndim == 3
+    assert svg.suffix == ".svg" and "<svg" in svg.read_text()[:1000]
+
+
+@pytest.mark.parametrize("sweep, name, labels", [
+    ("gamma_alpha", "ap_vs_gamma", ["ours (best α per γ)", "paper (Table 1b)"]),
+    ("alpha_ce", "ap_vs_alpha", ["ours (CE, γ = 0)", "paper (Table 1a)"]),
+    ("anchors", "anchors_ap", ["ours, 1 aspect ratio", "paper, 1 aspect ratio",
+                               "ours, 3 aspect ratios", "paper, 3 aspect ratios"]),
+    ("speed_accuracy", "figure2", ["ours ResNet-18", "ours ResNet-34", "RetinaNet-50 (paper Table 1e)",
+                                   "RetinaNet-101 (paper Table 1e)", "other detectors (paper Figure 2)"]),
+])
+def test_plots_are_valid_images_with_the_expected_series(analysis_store, tmp_path, sweep, name, labels):
+    (plot,) = make_plots(_sweep(analysis_store, sweep), tmp_path)
+    assert plot.name == name and plot.labels() == labels
+    _check_files(plot)
+
+
+def test_gamma_plot_points_are_best_alpha_means(analysis_store, tmp_path):
+    (plot,) = make_plots(_sweep(analysis_store, "gamma_alpha"), tmp_path)
+    ours = plot.series[0]
+    assert ours.x == sorted(BEST_ALPHA)  # gamma 5 failed: no point
+    assert ours.point_labels == [f"α={BEST_ALPHA[g]:g}" for g in ours.x]
+    assert ours.y[-1] == pytest.approx(32.0)
+
+
+def test_figure2_keeps_our_times_apart_from_the_papers(analysis_store, tmp_path):
+    (plot,) = make_plots(_sweep(analysis_store, "speed_accuracy"), tmp_path)
+    resnet34 = next(s for s in plot.series if s.label == "ours ResNet-34")
+    assert resnet34.x == [SPEED[(34, 96)][1], SPEED[(34, 128)][1]] and resnet34.panel == "ours"
+    assert {s.panel for s in plot.series if "paper" in s.label} == {"paper"}
+
+
+# --- report.py -----------------------------------------------------------------
+
+
+def test_build_report_writes_files_prints_and_logs_artifacts(analysis_store, tmp_path):
+    console = Console(file=io.StringIO(), width=200)
+    out = build_report("gamma_alpha", tracking_uri=analysis_store.uri, reports_dir=tmp_path, console=console)
+    assert out == tmp_path / "gamma_alpha"
+    names = sorted(p.name for p in out.iterdir())
+    expected = [f"{stem}.{ext}" for stem in ("table1b", "table1b_grid") for ext in ("md", "csv", "tex")]
+    assert names == sorted(expected + ["ap_vs_gamma.png", "ap_vs_gamma.svg"])
+    printed = console.file.getvalue()
+    assert "Table 1b" in printed and "paper AP" in printed
+    parent = analysis_store.parents["gamma_alpha"]
+    logged = {Path(f.path).name for f in MlflowClient(analysis_store.uri).list_artifacts(parent, "reports")}
+    assert logged == set(names)
+
+
+def test_build_report_from_a_parent_run_id_without_logging(analysis_store, tmp_path):
+    parent = analysis_store.parents["ohem"]
+    out = build_report(parent, tracking_uri=analysis_store.uri, reports_dir=tmp_path,
+                       log_artifacts=False, console=Console(file=io.StringIO()))
+    assert (out / "table1d.csv").exists()
+    assert MlflowClient(analysis_store.uri).list_artifacts(parent, "reports") == []
+
+
+def test_build_report_unknown_sweep_raises(analysis_store, tmp_path):
+    with pytest.raises(AnalysisError):
+        build_report("nope", tracking_uri=analysis_store.uri, reports_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_user_error_is_one_line_and_exit_2(analysis_store, tmp_path, capsys):
+    code = main(["nope", "--tracking-uri", analysis_store.uri, "--reports-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: no runs of sweep 'nope'") and err.count("\n") == 1
+    assert main(["gamma_alpha", "--tracking-uri", "http://localhost:1"]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot read MLflow store http://localhost:1")
+
+
+def test_cli_writes_the_report(analysis_store, tmp_path, capsys):
+    code = main(["fl_star", "--tracking-uri", analysis_store.uri, "--reports-dir", str(tmp_path),
+                 "--no-log-artifacts"])
+    assert code == 0 and (tmp_path / "fl_star" / "table3.tex").exists()
+    assert "report written to" in capsys.readouterr().out
