@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -59,6 +58,7 @@ class ModelConfig:
     fpn_channels: int = 256
     head_convs: int = 4
     head_channels: int = 256
+    head_norm: str = "none"  # none (the paper) | group (GroupNorm, torchvision v2)
     prior_prob: Optional[float] = 0.01  # None: bias 0, to show the paper's divergence
     box_coder_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
@@ -217,6 +217,7 @@ def validate(config: TrialConfig) -> None:
 def _validate_model(model: ModelConfig) -> None:
     _check(model.depth in (18, 34, 50, 101), f"model.depth={model.depth!r} must be one of 18, 34, 50, 101")
     _check(model.fpn_channels > 0 and model.head_channels > 0, "model.fpn_channels and model.head_channels must be > 0")
+    _check(model.head_norm in ("none", "group"), f"model.head_norm={model.head_norm!r} must be none or group")
     _check(model.head_convs >= 0, f"model.head_convs={model.head_convs} must be >= 0")
     if model.prior_prob is not None:
         _check(0.0 < model.prior_prob < 1.0, f"model.prior_prob={model.prior_prob!r} must be in (0, 1) or null")

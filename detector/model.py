@@ -95,7 +95,8 @@ def build_model(model_cfg: ModelConfig, loss_cfg: LossConfig, num_classes: int) 
                                        aspect_ratios=anchor_cfg.aspect_ratios, offset=anchor_cfg.offset)
     head = RetinaNetHead(in_channels=model_cfg.fpn_channels, num_anchors=anchor_generator.num_anchors_per_location,
                          num_classes=num_classes, num_convs=model_cfg.head_convs,
-                         channels=model_cfg.head_channels, prior_prob=model_cfg.prior_prob)
+                         channels=model_cfg.head_channels, prior_prob=model_cfg.prior_prob,
+                         norm=model_cfg.head_norm)
     box_coder = BoxCoder(weights=tuple(model_cfg.box_coder_weights))
     matcher = Matcher(fg_iou=model_cfg.matcher.fg_iou, bg_iou=model_cfg.matcher.bg_iou,
                       allow_low_quality=model_cfg.matcher.allow_low_quality)

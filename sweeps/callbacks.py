@@ -29,33 +29,39 @@ NOT_METRICS = {"iteration", "iterations", FINAL_FLAG, "node_id", "done", "traini
 
 class MlflowCallback(tune.Callback):
     """Child run per trial: params and config.yaml at start, metrics per
-    report, checkpoint and metrics.json at the end, FAILED with the error."""
+    report, checkpoint and metrics.json at the end, FAILED with the error.
+
+    Keeps no tally of its own: what happened is read back from MLflow, so it
+    also works where Tune runs it on the cluster (Ray Client, `ray://`)."""
 
     def __init__(self, plan: SweepPlan, tracker: SweepTracker, previous: dict[str, Run]) -> None:
         self.plan = plan
         self.tracker = tracker
         self.previous = previous  # cell key -> unfinished child run of an earlier invocation
         self.runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
-        self.open: set[str] = set()  # trial ids whose run is still RUNNING
-        self.finished = 0
-        self.failures: dict[str, str] = {}  # cell key -> error text
 
     def __getstate__(self) -> dict[str, Any]:
-        """Tune pickles its run config (callbacks included) for Tune's own
-        restore, which sweeps do not use; the live objects stay in the driver."""
-        return {}
+        """Picklable: the MLflow client is rebuilt from its URI where Tune unpickles this."""
+        state = dict(self.__dict__)
+        tracker = state.pop("tracker")
+        state["_store"] = (tracker.uri, tracker.experiment, tracker.parent_id)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        uri, experiment, parent_id = state.pop("_store")
+        self.__dict__.update(state)
+        self.tracker = SweepTracker(uri, experiment)
+        self.tracker.parent_id = parent_id
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if trial.trial_id in self.runs:  # a retry (trial.max_failures): same run
             return
         cell = self.plan.cell_for(trial.config)
-        extra = {"sweep.name": self.plan.spec.name}
+        extra = {"sweep.name": self.plan.spec.name, "sweep.invocation": self.plan.invocation}
         if self.plan.spec.kind == "search":
             extra["sweep.trial_id"] = trial.trial_id
         reuse = self.previous.pop(cell.key, None) if self.plan.spec.kind == "grid" else None
-        run_id = self.tracker.start_child(cell, cell.trial_values(self.plan.base), reuse, extra)
-        self.runs[trial.trial_id] = run_id
-        self.open.add(trial.trial_id)
+        self.runs[trial.trial_id] = self.tracker.start_child(cell, cell.trial_values(self.plan.base), reuse, extra)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         run_id = self.runs[trial.trial_id]
@@ -77,29 +83,11 @@ class MlflowCallback(tune.Callback):
         else:  # a grid trial stopped before its end: the sweep was interrupted
             status = KILLED
         self.tracker.finish_child(run_id, status)
-        self.open.discard(trial.trial_id)
         if status == FINISHED:
-            self.finished += 1
             self._drop_workdir(trial)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        error = trial_error_text(trial)
-        self.tracker.finish_child(self.runs[trial.trial_id], FAILED, error=error)
-        self.open.discard(trial.trial_id)
-        self.failures[self.plan.cell_for(trial.config).key] = error
-
-    def counts(self) -> dict[str, int]:
-        """Trials of this invocation that finished or failed so far."""
-        return {"finished": self.finished, "failed": len(self.failures)}
-
-    def close_open_runs(self) -> int:
-        """After an interruption: end the runs of trials still running as KILLED
-        (re-running the sweep reuses them). Returns how many there were."""
-        for trial_id in sorted(self.open):
-            self.tracker.finish_child(self.runs[trial_id], KILLED)
-        count = len(self.open)
-        self.open.clear()
-        return count
+        self.tracker.finish_child(self.runs[trial.trial_id], FAILED, error=trial_error_text(trial))
 
     def _drop_workdir(self, trial: Trial) -> None:
         """A finished trial's folder (model.pt, metrics.json) is in MLflow now.

@@ -4,11 +4,13 @@ existing one (`cluster.address=auto` or `ray://host:port`), set up quietly.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
+from urllib.parse import urlparse
 
 from detector.config import ConfigError
 
@@ -29,12 +31,14 @@ class ClusterInfo:
     """The cluster a sweep runs on."""
 
     address: str  # the GCS address
-    local: bool  # a cluster on this machine only (no cluster.address): trials share this disk
+    local: bool  # a cluster of this machine only (no cluster.address): trials share this disk
+    client: bool  # joined through Ray Client (ray://): Tune itself runs on the cluster
     cpus: float
     gpus: float
     nodes: int
     max_node_cpus: float  # a trial runs on one node: its resources must fit one
     max_node_gpus: float
+    machines: int  # distinct node addresses
 
 
 def check_resources(cluster: dict[str, Any]) -> None:
@@ -67,8 +71,9 @@ def ray_cluster(cluster: dict[str, Any]) -> Iterator[ClusterInfo]:
     if owned:
         _init(ray, cluster.get("address"), cluster.get("num_cpus"))
     try:
-        info = _describe(ray, local=not cluster.get("address"))
+        info = _describe(ray, cluster.get("address"))
         _check_fits(info, cluster)
+        _check_storage(info, cluster)
         yield info
     finally:
         if owned:
@@ -90,13 +95,16 @@ def _init(ray: Any, address: Optional[str], num_cpus: Optional[int]) -> None:
                           "running, and if it uses token authentication, is RAY_AUTH_MODE=token set here?") from None
 
 
-def _describe(ray: Any, local: bool) -> ClusterInfo:
-    alive = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
-    address = ray.get_runtime_context().gcs_address
-    return ClusterInfo(address, local, sum(float(r.get("CPU", 0)) for r in alive),
-                       sum(float(r.get("GPU", 0)) for r in alive), len(alive),
-                       max((float(r.get("CPU", 0)) for r in alive), default=0.0),
-                       max((float(r.get("GPU", 0)) for r in alive), default=0.0))
+def _describe(ray: Any, address: Optional[str]) -> ClusterInfo:
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    resources = [node.get("Resources", {}) for node in nodes]
+    return ClusterInfo(
+        address=address or ray.get_runtime_context().gcs_address, local=not address,
+        client=is_client_address(address),
+        cpus=sum(float(r.get("CPU", 0)) for r in resources), gpus=sum(float(r.get("GPU", 0)) for r in resources),
+        nodes=len(nodes), max_node_cpus=max((float(r.get("CPU", 0)) for r in resources), default=0.0),
+        max_node_gpus=max((float(r.get("GPU", 0)) for r in resources), default=0.0),
+        machines=len({node.get("NodeManagerAddress") for node in nodes}))
 
 
 def _check_fits(info: ClusterInfo, cluster: dict[str, Any]) -> None:
@@ -106,3 +114,31 @@ def _check_fits(info: ClusterInfo, cluster: dict[str, Any]) -> None:
         raise ConfigError(f"cluster.cpus_per_trial={cpus} but no Ray node has more than {info.max_node_cpus:g} CPUs")
     if gpus > info.max_node_gpus:
         raise ConfigError(f"cluster.gpus_per_trial={gpus} but no Ray node has more than {info.max_node_gpus:g} GPUs")
+
+
+def _check_storage(info: ClusterInfo, cluster: dict[str, Any]) -> None:
+    """Trials on other machines hand their checkpoint to Tune's storage, which
+    they must all reach (Ray refuses a path only one machine has)."""
+    if info.machines > 1 and not cluster.get("storage_path"):
+        raise ConfigError(f"the Ray cluster spans {info.machines} machines: set cluster.storage_path to storage "
+                          "they all reach (s3://bucket/path, gs://..., or a shared NFS folder)")
+
+
+def is_client_address(address: Optional[str]) -> bool:
+    return bool(address) and str(address).startswith("ray://")
+
+
+def check_client(address: Optional[str], tracking_uri: Optional[str]) -> None:
+    """Ray Client (ray://) needs its extra installed, and runs Tune (so the
+    MLflow writer) on the cluster: the store must be a server, not a file here."""
+    if not is_client_address(address):
+        return
+    from sweeps.tracking import resolve_tracking_uri  # MLflow is slow to import: only here
+
+    tracking_uri = resolve_tracking_uri(tracking_uri)
+    if importlib.util.find_spec("grpc") is None:
+        raise ConfigError(f"cluster.address={address} needs Ray Client: pip install 'ray[client]' "
+                          "(or run the sweep on the head node with cluster.address=auto)")
+    if urlparse(tracking_uri).scheme not in ("http", "https", "databricks"):
+        raise ConfigError(f"cluster.address={address} runs the trials' bookkeeping on the cluster, which cannot "
+                          f"write {tracking_uri}: set tracking.uri=http://<mlflow server>")

@@ -10,10 +10,12 @@ run again and logs into that same child run. Search sweeps add
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,10 +26,10 @@ from detector.config import TrialConfig
 from sweeps.callbacks import MlflowCallback
 from sweeps.cluster import ClusterInfo, ray_cluster
 from sweeps.plan import SweepPlan
-from sweeps.progress import ProgressBoard, ProgressCallback
+from sweeps.progress import MlflowPoller, ProgressBoard, ProgressCallback
 from sweeps.outcome import SweepOutcome
 from sweeps.space import Cell
-from sweeps.tracking import FINISHED, KILLED, RUNNING, ParentIdentity, SweepTracker, git_commit, \
+from sweeps.tracking import FAILED, FINISHED, KILLED, RUNNING, ParentIdentity, SweepTracker, git_commit, \
     resolve_tracking_uri
 from sweeps.tuning import Experiment, StopAfterTrials, grid_tuner, search_tuner
 from sweeps.validate import Prepared
@@ -59,7 +61,7 @@ class SweepDriver:
         with ray_cluster(self.p.cluster) as info:
             resumed = tracker.open_parent(self._identity(), existing, self.p.base,
                                           OmegaConf.to_yaml(self.p.cfg, resolve=True), git_commit(PROJECT_ROOT))
-            plan = self._plan(tracker.parent_id)
+            plan = self._plan(tracker.parent_id, info)
             runner = self._run_grid if self.p.spec.kind == "grid" else self._run_search
             outcome = runner(tracker, plan, info)
         outcome.resumed = resumed
@@ -68,7 +70,7 @@ class SweepDriver:
     def _already_done(self, tracker: SweepTracker, parent_id: str) -> SweepOutcome:
         """Every cell has a FINISHED child: nothing to run, no cluster to start."""
         tracker.parent_id = parent_id
-        outcome = self._outcome(tracker, {"finished": 0, "failed": 0}, killed=0, before=len(self.p.cells), failures={})
+        outcome = self._outcome(tracker, {}, killed=0, before=len(self.p.cells), failures={})
         tracker.close_parent(FINISHED, outcome.counts)
         outcome.resumed = True
         return outcome
@@ -77,10 +79,13 @@ class SweepDriver:
         spec = self.p.spec
         return ParentIdentity(spec.name, self.p.profile, spec.kind, self.p.base_hash)
 
-    def _plan(self, parent_id: str) -> SweepPlan:
-        work_root = self.output_dir / "trials" / f"{self.p.spec.name}-{parent_id[:8]}"
-        return SweepPlan(base=self.p.base, spec=self.p.spec, work_root=str(work_root),
-                         cells={cell.key: cell for cell in self.p.cells},
+    def _plan(self, parent_id: str, info: ClusterInfo) -> SweepPlan:
+        name = f"{self.p.spec.name}-{parent_id[:8]}"
+        # A cluster of this machine shares its disk: trial folders go under
+        # output_dir. Elsewhere each worker uses its own temp folder.
+        work_root = str(self.output_dir / "trials" / name) if info.local else None
+        return SweepPlan(base=self.p.base, spec=self.p.spec, name=name, invocation=uuid.uuid4().hex,
+                         work_root=work_root, cells={cell.key: cell for cell in self.p.cells},
                          cpus_per_trial=float(self.p.cluster["cpus_per_trial"]),
                          trial_function=str(self.p.cfg.trial.function))
 
@@ -89,12 +94,10 @@ class SweepDriver:
         pending, previous, before = grid_resume(tracker.children(), self.p.cells)
         if info.local:
             prepare_datasets(plan, pending)
-        callback = MlflowCallback(plan, tracker, previous)
         board = self._board(len(pending), before, info)
-        if pending:
-            experiment = self._experiment(tracker.parent_id, [callback, ProgressCallback(plan, board)])
-            self._fit(grid_tuner(plan, pending, experiment), board, callback, tracker)
-        return self._finish(tracker, callback, len(pending), before)
+        callbacks = [MlflowCallback(plan, tracker, previous), *self._progress(plan, board, info)]
+        self._fit(grid_tuner(plan, pending, self._experiment(plan, info, callbacks)), board, tracker, plan, info)
+        return self._finish(tracker, plan, len(pending), before)
 
     # -- search --------------------------------------------------------------
     def _run_search(self, tracker: SweepTracker, plan: SweepPlan, info: ClusterInfo) -> SweepOutcome:
@@ -107,11 +110,11 @@ class SweepDriver:
             prepare_datasets(plan, [Cell({}, plan.base_seed)])
         searcher, _ = make_searcher(spec, self.p.profile, plan.base_seed)
         scheduler = make_scheduler(spec, int(plan.base["train"]["iterations"]))
-        callback = MlflowCallback(plan, tracker, previous={})
         board = self._board(spec.num_samples, before, info)
-        experiment = self._experiment(tracker.parent_id, [callback, ProgressCallback(plan, board)])
-        self._fit(search_tuner(plan, searcher, scheduler, spec.num_samples, experiment), board, callback, tracker)
-        outcome = self._finish(tracker, callback, spec.num_samples, before)
+        callbacks = [MlflowCallback(plan, tracker, previous={}), *self._progress(plan, board, info)]
+        tuner = search_tuner(plan, searcher, scheduler, spec.num_samples, self._experiment(plan, info, callbacks))
+        self._fit(tuner, board, tracker, plan, info)
+        outcome = self._finish(tracker, plan, spec.num_samples, before)
         count = study_trial_count(spec, self.p.profile)
         outcome.study = f"'{study_name(spec, self.p.profile)}' in {describe_storage(spec)} ({count} trials)"
         return outcome
@@ -123,12 +126,16 @@ class SweepDriver:
                  f"({info.nodes} node(s), {info.cpus:g} CPUs, {info.gpus:g} GPUs)")
         return ProgressBoard(title, total, before, console=self.console)
 
-    def _experiment(self, parent_id: str, callbacks: list) -> Experiment:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
+    def _progress(self, plan: SweepPlan, board: ProgressBoard, info: ClusterInfo) -> list:
+        """The display's Tune callback; none under Ray Client, where Tune's
+        callbacks run on the cluster (the display then polls MLflow, see _fit)."""
+        return [] if info.client else [ProgressCallback(plan, board)]
+
+    def _experiment(self, plan: SweepPlan, info: ClusterInfo, callbacks: list) -> Experiment:
         stopper = StopAfterTrials(self.stop_after) if self.stop_after else None
         return Experiment(
-            name=f"{self.p.spec.name}-{parent_id[:8]}-{stamp}",
-            storage_path=str(self.output_dir / "ray_results"),
+            name=f"{plan.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=self._storage_path(info),
             cpus_per_trial=float(self.p.cluster["cpus_per_trial"]),
             gpus_per_trial=float(self.p.cluster.get("gpus_per_trial") or 0),
             max_failures=int(self.p.cfg.trial.max_failures),
@@ -136,36 +143,73 @@ class SweepDriver:
             stopper=stopper,
         )
 
-    def _fit(self, tuner: Any, board: ProgressBoard, callback: MlflowCallback, tracker: SweepTracker) -> None:
+    def _storage_path(self, info: ClusterInfo) -> Optional[str]:
+        """Where Tune puts trial checkpoints before the driver logs them to MLflow:
+        cluster.storage_path, else output_dir/ray_results (a cluster within this
+        machine) or Tune's default on the node running Tune (Ray Client)."""
+        configured = self.p.cluster.get("storage_path")
+        if configured:
+            return str(configured)
+        return None if info.client else str(self.output_dir / "ray_results")
+
+    def _fit(self, tuner: Any, board: ProgressBoard, tracker: SweepTracker, plan: SweepPlan,
+             info: ClusterInfo) -> None:
         """Tuner.fit under the live display. A first Ctrl-C makes Tune stop and
         return; a second one raises KeyboardInterrupt: runs are closed either way."""
+        poller = MlflowPoller(tracker, plan, board) if info.client else None
         start = time.perf_counter()
         try:
-            with board:
+            with board, (poller or contextlib.nullcontext()):
                 results = tuner.fit()
         except KeyboardInterrupt:
-            callback.close_open_runs()
-            tracker.close_parent(KILLED, callback.counts())
+            tally = close_and_tally(tracker, plan.invocation)
+            tracker.close_parent(KILLED, tally.counts)
             raise
         finally:
             self.fit_seconds = time.perf_counter() - start
-        _remove_tune_copies(results)
+        if info.local:
+            _remove_tune_copies(results)
 
-    def _finish(self, tracker: SweepTracker, callback: MlflowCallback, planned: int, before: int) -> SweepOutcome:
-        """Close the runs left open, end the parent, and sum up."""
-        killed = callback.close_open_runs()
-        counts = callback.counts()
-        not_started = max(planned - counts["finished"] - counts["failed"] - killed, 0)
-        outcome = self._outcome(tracker, counts, killed + not_started, before, callback.failures)
+    def _finish(self, tracker: SweepTracker, plan: SweepPlan, planned: int, before: int) -> SweepOutcome:
+        """Close the runs left open, end the parent, and sum up (from MLflow: the
+        one record of what this invocation did, wherever Tune ran)."""
+        tally = close_and_tally(tracker, plan.invocation)
+        not_started = max(planned - tally.touched, 0)
+        outcome = self._outcome(tracker, tally.counts, tally.counts["killed"] + not_started, before, tally.failures)
         tracker.close_parent(KILLED if outcome.interrupted else FINISHED, outcome.counts)
         return outcome
 
     def _outcome(self, tracker: SweepTracker, counts: dict[str, int], killed: int, before: int,
                  failures: dict[str, str]) -> SweepOutcome:
+        counts = {"finished": counts.get("finished", 0), "failed": counts.get("failed", 0),
+                  "killed": killed, "before": before}
         return SweepOutcome(sweep=self.p.spec.name, profile=self.p.profile, parent_run_id=tracker.parent_id,
                             experiment=str(self.p.cfg.tracking.experiment), tracking_uri=self.uri,
-                            reports_dir=self.reports_dir, counts={**counts, "killed": killed, "before": before},
-                            interrupted=killed > 0, failures=dict(failures), fit_seconds=self.fit_seconds)
+                            reports_dir=self.reports_dir, counts=counts, interrupted=killed > 0,
+                            failures=dict(failures), fit_seconds=self.fit_seconds)
+
+
+@dataclasses.dataclass
+class Tally:
+    """The child runs one invocation touched, by outcome."""
+
+    counts: dict[str, int]  # finished, failed, killed
+    failures: dict[str, str]  # cell key -> error
+    touched: int
+
+
+def close_and_tally(tracker: SweepTracker, invocation: str) -> Tally:
+    """Child runs of this invocation still RUNNING (the sweep was interrupted)
+    become KILLED; then count them all by status."""
+    runs = [r for r in tracker.children() if r.data.tags.get("sweep.invocation") == invocation]
+    for run in runs:
+        if run.info.status == RUNNING:
+            tracker.finish_child(run.info.run_id, KILLED)
+    statuses = [KILLED if r.info.status == RUNNING else r.info.status for r in runs]
+    failures = {r.data.tags.get("sweep.cell", r.info.run_id): r.data.tags.get("error", "")
+                for r in runs if r.info.status == FAILED}
+    counts = {"finished": statuses.count(FINISHED), "failed": statuses.count(FAILED), "killed": statuses.count(KILLED)}
+    return Tally(counts, failures, len(runs))
 
 
 def grid_resume(children: list[Run], cells: list[Cell]) -> tuple[list[Cell], dict[str, Run], int]:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from sweeps.space import Cell, SweepSpec, search_cell
 
@@ -22,7 +23,9 @@ class SweepPlan:
 
     base: dict[str, Any]  # nested trial config (model, loss, data, train, eval)
     spec: SweepSpec
-    work_root: str  # absolute; one sub-folder per cell, stable across resumes
+    name: str  # <sweep>-<parent run id[:8]>: names this sweep's folders
+    invocation: str  # unique per run of the command: tags the child runs it touches
+    work_root: Optional[str] = None  # absolute, on this machine; None: a temp folder on each worker
     cells: dict[str, Cell] = field(default_factory=dict)  # grid cells by key
     cpus_per_trial: float = 1.0
     trial_function: str = DEFAULT_TRIAL_FUNCTION  # "module:function"
@@ -38,11 +41,13 @@ class SweepPlan:
         return search_cell(self.spec, config, self.base_seed)
 
     def workdir(self, cell: Cell, trial_id: str) -> Path:
-        """Folder of one trial. Grid cells keep theirs across resumes, so a
-        trial with train.checkpoint_every continues from its checkpoint."""
+        """Folder of one trial, on the node that runs it. Grid cells keep theirs
+        across resumes, so a trial with train.checkpoint_every continues from
+        its checkpoint (on another machine, only if it lands on the same node)."""
         name = cell.key if self.spec.kind == "grid" else f"{trial_id}-{cell.key}"
         digest = hashlib.sha1(name.encode()).hexdigest()[:12]
-        return Path(self.work_root) / digest
+        root = Path(self.work_root) if self.work_root else Path(tempfile.gettempdir()) / "retinanet-sweeps" / self.name
+        return root / digest
 
     def trial_function_object(self) -> Callable[..., dict]:
         """Import `module:function` (the real detector unless a test or benchmark swaps it)."""

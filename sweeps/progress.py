@@ -5,6 +5,7 @@ estimated time left). Fed by a Tune callback in the driver.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -175,6 +176,54 @@ class ProgressCallback(tune.Callback):
 
     def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self.board.update(trial.trial_id, status="RETRY")
+
+
+class MlflowPoller:
+    """Feeds the board by reading MLflow every few seconds, for Ray Client
+    sweeps, where Tune's callbacks run on the cluster and not here."""
+
+    STATUS = {"RUNNING": "RUNNING", "FINISHED": "DONE", "FAILED": "FAILED", "KILLED": "STOPPED"}
+
+    def __init__(self, tracker: Any, plan: SweepPlan, board: ProgressBoard, every: float = 3.0) -> None:
+        self.tracker, self.plan, self.board, self.every = tracker, plan, board, every
+        self.constant = constant_overrides(plan)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mlflow-progress", daemon=True)
+
+    def __enter__(self) -> "MlflowPoller":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self.poll()
+
+    def poll(self) -> None:
+        """One look at this invocation's child runs."""
+        for run in self.tracker.children():
+            if run.data.tags.get("sweep.invocation") != self.plan.invocation:
+                continue
+            run_id, tags = run.info.run_id, run.data.tags
+            if run_id not in self.board.lines:
+                cell = Cell(json.loads(tags.get("sweep.overrides", "{}")), int(tags.get("sweep.seed", 0)))
+                total = int(run.data.params.get("train.iterations", 0))
+                self.board.add(run_id, trial_label(cell, self.constant, self.plan.spec.seeds > 1), total)
+            self.board.update(run_id, **self._fields(run))
+
+    def _fields(self, run: Any) -> dict[str, Any]:
+        metrics = run.data.metrics
+        history = self.tracker.client.get_metric_history(run.info.run_id, "loss") if "loss" in metrics else []
+        fields: dict[str, Any] = {"status": self.STATUS.get(run.info.status, run.info.status),
+                                  "iteration": max((m.step for m in history), default=0)}
+        if "loss" in metrics:
+            fields["loss"] = metrics["loss"]
+        if "AP" in metrics:
+            fields["ap"] = metrics["AP"]
+        return fields
 
 
 def constant_overrides(plan: SweepPlan) -> dict[str, Any]:

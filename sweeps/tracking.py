@@ -69,7 +69,7 @@ class SweepTracker:
 
     def __init__(self, uri: str, experiment: str) -> None:
         quiet_mlflow()
-        self.uri = uri
+        self.uri, self.experiment = uri, experiment
         self.client = MlflowClient(tracking_uri=uri)
         self.experiment_id = self._experiment_id(experiment)
         self.parent_id = ""

@@ -38,7 +38,7 @@ class Prepared:
 def prepare(cfg: DictConfig, overrides: Sequence[str] = ()) -> Prepared:
     """Validate everything a sweep will run; raises ConfigError (one line).
     `overrides` are the command line's (sweep keys given there beat `trimmed`)."""
-    from sweeps.cluster import check_resources
+    from sweeps.cluster import check_client, check_resources
 
     if "sweep" not in cfg:
         raise ConfigError(f"no sweep given: add +sweep=<name>, one of {', '.join(available('sweep'))}")
@@ -48,6 +48,7 @@ def prepare(cfg: DictConfig, overrides: Sequence[str] = ()) -> Prepared:
     TrialConfig.from_dict(base)
     cluster = OmegaConf.to_container(cfg.cluster, resolve=True)
     check_resources(cluster)
+    check_client(cluster.get("address"), cfg.tracking.uri)
     _check_max_failures(cfg.trial.max_failures)
     prepared = Prepared(cfg, spec, profile, _absolute_paths(base), config_hash(base), cluster)
     base_seed = int(base["train"]["seed"])

@@ -59,3 +59,11 @@ def test_inference_returns_at_most_the_detection_limit_in_image_bounds():
     assert out["boxes"][:, 1::2].max() <= 60
     assert out["labels"].max() < K
     assert torch.all(out["scores"][:-1] >= out["scores"][1:])  # sorted by score
+
+
+def test_group_norm_head_option():
+    plain, grouped = tiny_model(), tiny_model(head_norm="group")
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in plain.head.modules())
+    norms = [m for m in grouped.head.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == 2  # one per conv of each subnet (head_convs=1)
+    assert norms[0].num_groups == 16  # min(32, channels)

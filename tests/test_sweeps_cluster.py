@@ -4,8 +4,9 @@ Two Ray nodes are started on this machine as separate processes (a head and
 a worker node, one CPU each, with their own temp dir and ports so no other
 Ray here is touched); the smoke sweep's two trials then run at the same time,
 one per node, and the nodes recorded in MLflow are this cluster's.
-Teardown ends exactly the processes these nodes started (their process
-groups), not every Ray on the machine as `ray stop` would.
+Teardown ends exactly the processes these nodes started (SIGINT to each
+`ray start --block`, then their process groups), not every Ray on the
+machine as `ray stop` would.
 """
 
 from __future__ import annotations
@@ -58,16 +59,17 @@ def start_node(temp_dir: str, *args: str) -> subprocess.Popen:
 
 
 def stop_node(process: subprocess.Popen) -> None:
-    """SIGTERM to the node's process group, SIGKILL if it lingers."""
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:  # the whole group is gone already
-            return
-        try:
-            process.wait(timeout=wait)
-        except subprocess.TimeoutExpired:  # escalate to SIGKILL
-            continue
+    """SIGINT to `ray start --block` (it then stops the node's processes; it
+    ignores SIGTERM), and SIGKILL to its process group if anything lingers."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:  # fall through to SIGKILL
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the expected case: the whole group is gone already
+        pass
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 90) -> None:
