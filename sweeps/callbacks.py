@@ -54,8 +54,16 @@ class MlflowCallback(tune.Callback):
         self.tracker.parent_id = parent_id
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        if trial.trial_id in self.runs:  # a retry (trial.max_failures): same run
-            return
+        self._run_of(trial)
+
+    def _run_of(self, trial: Trial) -> str:
+        """The trial's child run, opened on first sight (a trial whose worker never
+        started reaches on_trial_error without on_trial_start); retries keep theirs."""
+        if trial.trial_id not in self.runs:
+            self._open_run(trial)
+        return self.runs[trial.trial_id]
+
+    def _open_run(self, trial: Trial) -> None:
         cell = self.plan.cell_for(trial.config)
         extra = {"sweep.name": self.plan.spec.name, "sweep.invocation": self.plan.invocation}
         if self.plan.spec.kind == "search":
@@ -64,7 +72,7 @@ class MlflowCallback(tune.Callback):
         self.runs[trial.trial_id] = self.tracker.start_child(cell, cell.trial_values(self.plan.base), reuse, extra)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
-        run_id = self.runs[trial.trial_id]
+        run_id = self._run_of(trial)
         metrics = numeric_metrics(result)
         if metrics:
             self.tracker.log_metrics(run_id, metrics, step=int(result.get("iteration", 0)))
@@ -73,7 +81,7 @@ class MlflowCallback(tune.Callback):
                                            "ray.node_ip": result.get("node_ip", "")})
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        run_id = self.runs[trial.trial_id]
+        run_id = self._run_of(trial)
         if (trial.last_result or {}).get(FINAL_FLAG):
             self._log_outputs(run_id, trial.checkpoint)
             status = FINISHED
@@ -87,7 +95,7 @@ class MlflowCallback(tune.Callback):
             self._drop_workdir(trial)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self.tracker.finish_child(self.runs[trial.trial_id], FAILED, error=trial_error_text(trial))
+        self.tracker.finish_child(self._run_of(trial), FAILED, error=trial_error_text(trial))
 
     def _drop_workdir(self, trial: Trial) -> None:
         """A finished trial's folder (model.pt, metrics.json) is in MLflow now.

@@ -71,7 +71,9 @@ class ProgressBoard:
 
     def update(self, trial_id: str, **fields: Any) -> None:
         with self._lock:
-            line = self.lines[trial_id]
+            line = self.lines.get(trial_id)
+            if line is None:  # a trial that failed before it started
+                line = self.lines[trial_id] = TrialLine(trial_id, 0, status="PENDING", changed=time.monotonic())
             ended = fields.get("status", line.status) != line.status and fields["status"] in ENDED
             if "status" in fields and fields["status"] != line.status:
                 line.changed = time.monotonic()
@@ -197,6 +199,7 @@ class MlflowPoller:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join()
+        self.poll()  # the final states, for the table left on screen
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -50,7 +51,9 @@ def resolve_tracking_uri(uri: Optional[str]) -> str:
 
 
 def quiet_mlflow() -> None:
-    """MLflow and its SQL migrations log at INFO on first use of a store; keep the terminal for progress."""
+    """MLflow and its SQL migrations log at INFO on first use of a store, and it
+    prints a "View run" link per ended run on a server; keep the terminal for progress."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for name in ("mlflow", "alembic", "sqlalchemy", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

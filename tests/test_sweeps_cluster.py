@@ -11,6 +11,7 @@ machine as `ray stop` would.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -25,7 +26,6 @@ import pytest
 import ray
 from mlflow.tracking import MlflowClient
 
-from sweeps.run import main_with
 
 PROJECT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -98,22 +98,27 @@ def alive_nodes(address: str, expected: int, timeout: float = 90) -> list[dict]:
         ray.shutdown()
 
 
+HAS_RAY_CLIENT = importlib.util.find_spec("grpc") is not None  # the `ray[client]` extra
+
+
 @pytest.fixture(scope="module")
 def two_node_cluster():
-    """(head address, node ids) of a head and a worker node on this machine."""
+    """(head address, node ids, Ray Client address or None) of a head and a
+    worker node on this machine."""
     assert not ray.is_initialized()
     temp_dir = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths have a length limit
-    (gcs,) = free_ports(1)
+    gcs, client_port = free_ports(2)
     address = f"127.0.0.1:{gcs}"
+    client = [f"--ray-client-server-port={client_port}"] if HAS_RAY_CLIENT else []
     head = start_node(temp_dir, "--head", f"--port={gcs}", "--node-ip-address=127.0.0.1",
-                      "--include-dashboard=false")
+                      "--include-dashboard=false", *client)
     worker = None
     try:
         wait_for_port(gcs, head)
         worker = start_node(temp_dir, f"--address={address}", "--node-ip-address=127.0.0.1")
         nodes = alive_nodes(address, 2)
         assert len(nodes) == 2, (head.poll(), worker.poll())
-        yield address, {n["NodeID"] for n in nodes}
+        yield address, {n["NodeID"] for n in nodes}, (f"ray://127.0.0.1:{client_port}" if client else None)
     finally:
         for process in (worker, head):
             if process is not None:
@@ -122,16 +127,58 @@ def two_node_cluster():
 
 
 def test_sweep_runs_on_the_existing_cluster_one_trial_per_node(two_node_cluster, tmp_path, smoke_cache):
-    address, node_ids = two_node_cluster
-    store = tmp_path / "mlflow.db"
-    outcome = main_with(["+sweep=gamma_alpha", "profile=smoke", f"data.cache_dir={smoke_cache}",
-                         f"cluster.address={address}", f"tracking.uri=sqlite:///{store}",
-                         "train.iterations=40", f"output_dir={tmp_path}/outputs", f"reports_dir={tmp_path}/reports"],
-                        quiet=True)
-    assert outcome.counts["finished"] == 2 and not ray.is_initialized()  # connected, then let go
-    client = MlflowClient(f"sqlite:///{store}")
+    # The sweep runs as the CLI, as a user would. RAY_AUTH_MODE=disabled, as for
+    # the nodes: an earlier local ray.init() in this process left "token" here.
+    address, node_ids, _ = two_node_cluster
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")]),
+           "RAY_AUTH_MODE": "disabled"}
+    command = [sys.executable, "-m", "sweeps.run", "+sweep=gamma_alpha", "profile=smoke",
+               f"data.cache_dir={smoke_cache}", f"cluster.address={address}", "train.iterations=40"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = " ".join(done.stdout.split())  # rich wraps the title at 80 columns without a terminal
+    assert f"2 trials on the Ray cluster at {address} (2 node(s), 2 CPUs" in said  # joined, not started
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     children = client.search_runs([client.get_experiment_by_name("retinanet-sweeps").experiment_id],
                                   "tags.`sweep.role` = 'child'")
+    assert len(children) == 2 and all(child.info.status == "FINISHED" for child in children)
     used = {child.data.tags["ray.node_id"] for child in children}
-    assert used == node_ids  # both nodes of the existing cluster, no new local one
+    assert used == node_ids  # one trial on each node of the existing cluster
     assert len(alive_nodes(address, 2)) == 2  # the cluster is still up: the sweep only disconnected
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """An MLflow tracking server on this machine (Ray Client sweeps need one)."""
+    (port,) = free_ports(1)
+    command = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+               "--artifacts-destination", str(tmp_path / "artifacts")]
+    server = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        wait_for_port(port, server, timeout=120)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.mark.skipif(not HAS_RAY_CLIENT, reason="Ray Client needs the ray[client] extra (grpcio)")
+def test_ray_client_sweep_records_to_a_tracking_server(two_node_cluster, mlflow_server, tmp_path, smoke_cache):
+    _, node_ids, client_address = two_node_cluster
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")]),
+           "RAY_AUTH_MODE": "disabled"}
+    command = [sys.executable, "-m", "sweeps.run", "+sweep=gamma_alpha", "profile=smoke",
+               f"data.cache_dir={smoke_cache}", f"cluster.address={client_address}", "train.iterations=40",
+               f"tracking.uri={mlflow_server}"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 done, 0 running, 0 failed" in done.stdout  # the display followed the trials through MLflow
+    client = MlflowClient(mlflow_server)
+    children = client.search_runs([client.get_experiment_by_name("retinanet-sweeps").experiment_id],
+                                  "tags.`sweep.role` = 'child'")
+    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    assert {c.data.tags["ray.node_id"] for c in children} <= node_ids
+    assert all("AP" in c.data.metrics and "ms_per_image" in c.data.metrics for c in children)
+    assert [a.path for a in client.list_artifacts(children[0].info.run_id, "checkpoint")] == ["checkpoint/model.pt"]
