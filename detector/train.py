@@ -9,7 +9,6 @@ which is then divided by 10 at 60k and again at 80k iterations."
 from __future__ import annotations
 
 import bisect
-import math
 import random
 import time
 from pathlib import Path

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
@@ -88,11 +89,24 @@ def _init(ray: Any, address: Optional[str], num_cpus: Optional[int]) -> None:
         ray.init(address="local", num_cpus=num_cpus or len(os.sched_getaffinity(0)), **quiet)
         return
     try:
-        ray.init(address=address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
+        _connect(ray, address, {k: v for k, v in quiet.items() if k != "include_dashboard"})
     except ConnectionError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(f"cluster.address={address}: cannot connect to a Ray cluster ({first}); is it "
                           "running, and if it uses token authentication, is RAY_AUTH_MODE=token set here?") from None
+
+
+def _connect(ray: Any, address: str, options: dict[str, Any]) -> None:
+    """ray.init(address). The Ray Client server starts a process per client; on
+    a busy head that start can fail once with an empty message, so ray:// gets
+    a second attempt (any other failure, or a second one, is raised)."""
+    try:
+        ray.init(address=address, **options)
+    except ConnectionAbortedError:
+        if not is_client_address(address):
+            raise
+        time.sleep(2.0)
+        ray.init(address=address, **options)
 
 
 def _describe(ray: Any, address: Optional[str]) -> ClusterInfo:

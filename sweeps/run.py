@@ -132,7 +132,8 @@ def _build_report(outcome: SweepOutcome, console: Any) -> Optional[str]:
         return "analysis.report is not available: tables were not built"
     try:  # reports_dir is the root (conf: reports_dir); analysis writes <root>/<sweep>/
         written = build_report(outcome.parent_run_id, tracking_uri=outcome.tracking_uri,
-                               reports_dir=outcome.reports_dir.parent)
+                               experiment=outcome.experiment, reports_dir=outcome.reports_dir.parent,
+                               console=console)
     except Exception as error:  # the sweep's results are safe in MLflow; say what went wrong and go on
         return f"building the report failed: {type(error).__name__}: {error}"
     if isinstance(written, (str, Path)) and Path(written).is_dir():

@@ -7,7 +7,6 @@ six COCO AP numbers and the inference ms/image, and writes them as
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 

@@ -8,6 +8,7 @@ per-trial resources are checked. Errors are `ConfigError`, one line each.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -50,6 +51,7 @@ def prepare(cfg: DictConfig, overrides: Sequence[str] = ()) -> Prepared:
     check_resources(cluster)
     check_client(cluster.get("address"), cfg.tracking.uri)
     _check_max_failures(cfg.trial.max_failures)
+    _check_trial_function(str(cfg.trial.function))
     prepared = Prepared(cfg, spec, profile, _absolute_paths(base), config_hash(base), cluster)
     base_seed = int(base["train"]["seed"])
     if spec.kind == "grid":
@@ -66,6 +68,20 @@ def prepare(cfg: DictConfig, overrides: Sequence[str] = ()) -> Prepared:
 def _check_max_failures(value: Any) -> None:
     if not isinstance(value, int) or value < 0:
         raise ConfigError(f"trial.max_failures={value!r} must be an integer >= 0")
+
+
+def _check_trial_function(path: str) -> None:
+    """`module:function` must name a module that exists (found, not imported:
+    the detector pulls in torch, which the driver does not need)."""
+    module, sep, function = path.partition(":")
+    if not sep or not module or not function:
+        raise ConfigError(f"trial.function={path!r} must be module:function, e.g. detector.trial:run_trial")
+    try:
+        found = importlib.util.find_spec(module)
+    except ModuleNotFoundError:  # a parent package is missing: the same answer
+        found = None
+    if found is None:
+        raise ConfigError(f"trial.function={path!r}: no module {module!r} here")
 
 
 def _absolute_paths(base: dict[str, Any]) -> dict[str, Any]:

@@ -75,9 +75,12 @@ def test_every_shipped_sweep_validates_on_every_profile():
                 assert prepared.cells
 
 
-def test_the_default_job_is_21_trials_on_the_cpu_profile():
+def test_the_default_job_runs_the_cpu_profile_with_its_trimmed_grid():
     prepared = prepare(compose_checked(["+sweep=gamma_alpha"]))
-    assert prepared.profile == "cpu" and len(prepared.cells) == 21
+    sweep = prepared.cfg.sweep
+    expected = len(sweep.grid["loss.gamma"]) * len(sweep.trimmed.cpu["loss.alpha"])
+    assert prepared.profile == "cpu" and len(prepared.cells) == expected
+    assert {c.overrides["loss.alpha"] for c in prepared.cells} == set(sweep.trimmed.cpu["loss.alpha"])
 
 
 def test_unknown_group_choices_name_the_alternatives():
