@@ -37,7 +37,7 @@ from torch import Tensor
 
 from analysis.errors import AnalysisError
 from analysis.plots import Plot, Series
-from analysis.runs import open_client, parse_param, store_errors
+from analysis.runs import get_run, open_client, parse_param, store_errors
 from detector.config import ConfigError, TrialConfig
 from detector.data.coco import DatasetError
 from detector.data.loader import build_datasets
@@ -178,12 +178,7 @@ def figure4(run_id: str, *, tracking_uri: str | None = None, out: str | Path | N
 def fetch_trial(client: MlflowClient, run_id: str, dst: Path) -> tuple[dict, Path, dict[str, str]]:
     """(config dict, path of the downloaded model.pt, the run's tags) of a child run."""
     with store_errors(client.tracking_uri):
-        try:
-            run = client.get_run(run_id)
-        except MlflowException as error:
-            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-                raise AnalysisError(f"no run with id {run_id}") from None
-            raise
+        run = get_run(client, run_id)
         if run.data.tags.get("sweep.role") != "child":  # parents hold no model
             raise AnalysisError(f"run {run_id} is not a trial (child) run of a sweep: pass a child run id")
         paths = [_download(client, run_id, name, dst) for name in ("config.yaml", "checkpoint/model.pt")]

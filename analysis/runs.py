@@ -145,14 +145,19 @@ def load_sweep(
     )
 
 
-def get_parent(client: MlflowClient, run_id: str) -> Run:
-    """The run with this id, which must be a sweep's parent."""
+def get_run(client: MlflowClient, run_id: str) -> Run:
+    """The run with this id; AnalysisError (one line) when there is none."""
     try:
-        run = client.get_run(run_id)
+        return client.get_run(run_id)
     except MlflowException as error:
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise AnalysisError(f"no run with id {run_id}") from None
         raise
+
+
+def get_parent(client: MlflowClient, run_id: str) -> Run:
+    """The run with this id, which must be a sweep's parent."""
+    run = get_run(client, run_id)
     role = run.data.tags.get("sweep.role")
     if role != "parent":
         raise AnalysisError(f"run {run_id} is not a sweep's parent run (sweep.role={role})")
