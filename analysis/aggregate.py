@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable
 
-from analysis.runs import TrialRecord
+from analysis.layout import COCO_METRICS
 
-PERCENT_METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")
+if TYPE_CHECKING:  # runs.py imports MLflow; grouping needs only the records' fields
+    from analysis.runs import TrialRecord
+
+PERCENT_METRICS = COCO_METRICS
 KEY_DIGITS = 9  # keys are rounded so 0.1 from JSON and 0.1 from a param group together
 
 Key = tuple[Hashable, ...]
@@ -57,10 +60,14 @@ class Group:
         """The error of the first failed seed ("" when none failed)."""
         return next((t.error or t.status for t in self.trials if t.status == "FAILED"), "")
 
+    def values(self, metric: str) -> list[float]:
+        """`metric` of each finished seed, in display units (percent for AP...)."""
+        values = [_display(metric, t.metrics.get(metric)) for t in self.finished]
+        return [v for v in values if v is not None]
+
     def stat(self, metric: str) -> Stat | None:
         """Mean/std of `metric` over finished seeds (percent for AP...); None if absent."""
-        values = [_display(metric, t.metrics.get(metric)) for t in self.finished]
-        values = [v for v in values if v is not None]
+        values = self.values(metric)
         if not values:
             return None
         std = statistics.stdev(values) if len(values) > 1 else None
@@ -98,18 +105,6 @@ def best_group(groups: Iterable[Group], metric: str = "AP") -> Group | None:
     """The group with the highest mean `metric` over its finished seeds."""
     scored = [(g.mean(metric), g) for g in groups if g.mean(metric) is not None]
     return max(scored, key=lambda pair: pair[0])[1] if scored else None
-
-
-def best_per_first_key(groups: Iterable[Group], metric: str = "AP") -> dict[Hashable, Group]:
-    """key[0] -> its best group by mean `metric` (e.g. gamma -> best alpha's group).
-
-    A key[0] none of whose groups finished maps to its first group, so its
-    status (failed, running) can still be shown.
-    """
-    members: dict[Hashable, list[Group]] = {}
-    for group in groups:
-        members.setdefault(group.key[0], []).append(group)
-    return {first: best_group(gs, metric) or gs[0] for first, gs in members.items()}
 
 
 def _display(metric: str, value: float | None) -> float | None:

@@ -1,25 +1,36 @@
-"""The paper's plots from a sweep, with the paper's numbers as reference (PNG + SVG).
+"""The plot a sweep declares (`sweep.table.plot`), with the paper's numbers as reference (PNG + SVG).
+
+`PLOT_KINDS` is the registry a declaration's `plot.kind` names:
+
+| kind | options | draws |
+|---|---|---|
+| `curve` | x; name, title, xlabel, label | the rank metric vs row column x, ours beside the paper's curve (one line per value of the other row columns; with best_of, each point at its best value) |
+| `bars` | x, group; name, title, xlabel, noun | grouped bars: per x, one bar per (source, group value) |
+| `figure2` | line, point, others; name, title, label, paper_label, time, paper_time | Figure 2: AP vs ms/image, one line per `line` value across `point`s; the paper's lines and the other detectors of table `others` in their own panel |
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so the
-caller's backend is never changed. Every plot function returns a `Plot`
-holding the series it drew, so tests (and notebooks) can check the data.
-Points come from finished runs only (mean AP over seeds, std as error bar).
+caller's backend is never changed; matplotlib is imported only when drawing
+(declarations are checked where it is not needed). Every plot returns a
+`Plot` holding the series it drew, so tests (and notebooks) can check the
+data. Points come from finished runs only (mean over seeds, std as error bar).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
-from analysis import keys
-from analysis.aggregate import Group, best_per_first_key, group_trials
+from analysis.layout import COCO_METRICS, SPEED_METRIC
 from analysis.paper import PaperTable, load_paper
-from analysis.runs import SweepRecord, TrialRecord
+from analysis.rows import KeyedRow, keyed_rows, our_groups, sortable
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from analysis.declaration import TableDeclaration
+    from analysis.runs import SweepRecord
 
 OURS_STYLE = {"marker": "o", "linewidth": 2}
 PAPER_STYLE = {"marker": "s", "linestyle": "--", "linewidth": 1.5, "alpha": 0.8}
@@ -36,6 +47,7 @@ class Series:
     panel: str = ""
     yerr: list[float] = field(default_factory=list)  # sample std over seeds (ours only)
     point_labels: list[str] = field(default_factory=list)  # text beside each point
+    reference: bool = False  # the paper's numbers (drawn dashed / light)
 
 
 @dataclass
@@ -50,196 +62,274 @@ class Plot:
         return [s.label for s in self.series]
 
 
-def make_plots(sweep: SweepRecord, out_dir: Path, paper: dict[str, PaperTable] | None = None) -> list[Plot]:
-    """The plots of a sweep, by its name (none for sweeps without a paper plot)."""
-    paper = load_paper() if paper is None else paper
-    if sweep.name == "gamma_alpha":
-        return [plot_ap_vs_gamma(sweep.trials, paper["table1b_gamma_alpha"], out_dir)]
-    if sweep.name == "alpha_ce":
-        return [plot_ap_vs_alpha(sweep.trials, paper["table1a_alpha_ce"], out_dir)]
-    if sweep.name == "anchors":
-        return [plot_anchor_grid(sweep.trials, paper["table1c_anchors"], out_dir)]
-    if sweep.name == "speed_accuracy":
-        return [plot_figure2(sweep.trials, paper["table1e_speed_accuracy"],
-                             paper["figure2_speed_accuracy"], out_dir, sweep.profile)]
-    return []
+@dataclass(frozen=True)
+class PlotInput:
+    """What a plot kind draws from: the declaration, its rows, the paper's tables."""
+
+    declaration: "TableDeclaration"
+    rows: Sequence[KeyedRow]
+    papers: Mapping[str, PaperTable]
+    out_dir: Path
+    profile: str = ""
+
+    @property
+    def paper(self) -> Optional[PaperTable]:
+        return self.papers[self.declaration.paper] if self.declaration.paper else None
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return self.declaration.plot.get(name, default)
+
+    def header(self, column: str) -> str:
+        return self.declaration.header(column)
 
 
-def plot_ap_vs_gamma(trials: Sequence[TrialRecord], paper: PaperTable, out_dir: Path) -> Plot:
-    """AP vs gamma, each gamma at its best alpha (Table 1b), ours beside the paper's curve."""
-    per_gamma = best_per_first_key(group_trials(trials, keys.gamma_alpha_key).values())
-    ours = _series("ours (best α per γ)", [g for g in per_gamma.values() if g.mean() is not None],
-                   x=lambda g: g.key[0], point_label=lambda g: f"α={g.key[1]:g}")
-    theirs = Series("paper (Table 1b)", [r["gamma"] for r in paper.rows], [r["AP"] for r in paper.rows],
-                    point_labels=[f"α={r['alpha']:g}" for r in paper.rows])
+@dataclass(frozen=True)
+class PlotKind:
+    """A registered plot: its drawing function and the options a declaration may give."""
+
+    draw: Callable[[PlotInput], Plot]
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    columns: tuple[str, ...] = ()  # options that name a row column
+    tables: tuple[str, ...] = ()  # options that name a reference table
+    needs_paper: bool = False
+
+
+def make_plots(sweep: "SweepRecord", out_dir: Path, paper: Optional[Mapping[str, PaperTable]] = None) -> list[Plot]:
+    """The plot the sweep declares (none without `plot:`)."""
+    declaration = sweep.table
+    if declaration.plot is None:
+        return []
+    papers = paper or load_paper()
+    paper_table = papers[declaration.paper] if declaration.paper else None
+    rows = keyed_rows(declaration, our_groups(declaration, sweep.trials), paper_table)
+    kind = PLOT_KINDS[declaration.plot.kind]
+    return [kind.draw(PlotInput(declaration, rows, papers, out_dir, sweep.profile))]
+
+
+# -- the kinds ------------------------------------------------------------------------
+def plot_curve(data: PlotInput) -> Plot:
+    """The rank metric vs row column x, ours (error bars: std over seeds) and the paper's."""
+    declaration, x = data.declaration, data.option("x")
+    metric, best_of = declaration.rank_metric, declaration.best_of
+    others = [c for c in declaration.key_columns if c != x]
+    default = "ours" + (f" (best {data.header(best_of)} per {data.header(x)})" if best_of else "")
+    point_label = (lambda value: f"{data.header(best_of)}={value:g}") if best_of else None
+    series = []
+    for level, members in _lines(_finished(data.rows, metric), declaration.key_columns, others).items():
+        series.append(_series(data.option("label", default) + _level(others, level), members, metric,
+                              x=lambda r: r.values(declaration.key_columns)[x],
+                              point_label=(lambda r: point_label(r.choice(declaration))) if point_label else None))
+    paper = data.paper
+    if paper is not None:
+        column = declaration.paper_metrics[0]
+        for level, members in _lines(paper.rows, declaration.key_columns, others).items():
+            members = sorted((r for r in members if r.get(column) is not None), key=lambda r: sortable((r[x],)))
+            series.append(Series(f"paper ({declaration.short_title})" + _level(others, level),
+                                 [r[x] for r in members], [r[column] for r in members], reference=True,
+                                 point_labels=[point_label(r[best_of]) for r in members] if point_label else []))
     fig, ax = _figure()
-    _draw(ax, [ours, theirs])
-    _annotate(ax, ours)
-    _annotate(ax, theirs, color="gray")
-    ax.set(xlabel="γ (focusing parameter)", ylabel="COCO AP (%)",
-           title="AP vs γ, each γ at its best α (Table 1b)")
-    return _save(fig, ax, out_dir / "ap_vs_gamma", [ours, theirs])
+    _draw(ax, series)
+    for s in series:
+        _annotate(ax, s, color="gray" if s.reference else "black")
+    ax.set(xlabel=data.option("xlabel", data.header(x)), ylabel=_ylabel(metric),
+           title=data.option("title", f"{metric} vs {data.header(x)} ({declaration.short_title})"))
+    _finish_axes(ax)
+    return _write(fig, data.out_dir / data.option("name", f"{metric.lower()}_vs_{x}"), series)
 
 
-def plot_ap_vs_alpha(trials: Sequence[TrialRecord], paper: PaperTable, out_dir: Path) -> Plot:
-    """AP vs alpha for alpha-balanced CE (gamma = 0, Table 1a), ours and the paper's."""
-    groups = [g for g in group_trials(trials, keys.alpha_key).values() if g.mean() is not None]
-    ours = _series("ours (CE, γ = 0)", groups, x=lambda g: g.key[0])
-    theirs = Series("paper (Table 1a)", [r["alpha"] for r in paper.rows], [r["AP"] for r in paper.rows])
-    fig, ax = _figure()
-    _draw(ax, [ours, theirs])
-    ax.set(xlabel="α (weight of the positive class)", ylabel="COCO AP (%)",
-           title="AP vs α for α-balanced cross entropy (Table 1a)")
-    return _save(fig, ax, out_dir / "ap_vs_alpha", [ours, theirs])
-
-
-def plot_anchor_grid(trials: Sequence[TrialRecord], paper: PaperTable, out_dir: Path) -> Plot:
-    """Grouped bars: AP per #scales per octave, one bar per (source, #aspect ratios)."""
-    groups = group_trials(trials, keys.anchors_key)
-    ratios = sorted({k[1] for k in groups if k[1] is not None} | {r["num_aspects"] for r in paper.rows})
+def plot_bars(data: PlotInput) -> Plot:
+    """Grouped bars: the rank metric per x, one bar per (ours | paper, group value)."""
+    declaration = data.declaration
+    x, group, metric = data.option("x"), data.option("group"), declaration.rank_metric
+    noun = data.option("noun", data.header(group))
+    columns = declaration.key_columns
+    ours = _finished(data.rows, metric)
+    paper = data.paper
+    values = {r.values(columns)[group] for r in data.rows if r.group is not None} - {None}
+    values |= {r[group] for r in paper.rows} if paper else set()
     series, colors = [], []
-    for i, count in enumerate(ratios):  # ours beside the paper's, one colour per #ratios
-        done = [g for k, g in groups.items() if k[1] == count and g.mean() is not None]
-        series.append(_series(f"ours, {_plural(count, 'aspect ratio')}", done, x=lambda g: g.key[0]))
-        rows = sorted((r for r in paper.rows if r["num_aspects"] == count), key=lambda r: r["num_scales"])
-        series.append(Series(f"paper, {_plural(count, 'aspect ratio')}",
-                             [r["num_scales"] for r in rows], [r["AP"] for r in rows]))
-        colors += [f"C{i}", f"C{i}"]
+    for i, value in enumerate(sorted(values, key=lambda v: sortable((v,)))):  # one colour per group value
+        members = [r for r in ours if r.values(columns)[group] == value]
+        series.append(_series(f"ours, {_plural(value, noun)}", members, metric, x=lambda r: r.values(columns)[x]))
+        colors.append(f"C{i}")
+        if paper is not None:
+            column = declaration.paper_metrics[0]
+            rows = sorted((r for r in paper.rows if r[group] == value), key=lambda r: sortable((r[x],)))
+            series.append(Series(f"paper, {_plural(value, noun)}", [r[x] for r in rows],
+                                 [r[column] for r in rows], reference=True))
+            colors.append(f"C{i}")
     fig, ax = _figure()
     _bars(ax, series, colors)
-    ax.set(xlabel="anchor scales per octave", ylabel="COCO AP (%)",
-           title="AP for the anchor grid: scales x aspect ratios (Table 1c)")
+    ax.set(xlabel=data.option("xlabel", data.header(x)), ylabel=_ylabel(metric),
+           title=data.option("title", f"{metric} by {data.header(x)} and {noun} ({declaration.short_title})"))
     ax.set_ylim(0, 1.25 * max((y for s in series for y in s.y), default=1.0))  # room for the legend
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", ncol=2)
-    return _write(fig, out_dir / "anchors_ap", series)
+    return _write(fig, data.out_dir / data.option("name", f"{metric.lower()}_bars"), series)
 
 
-def plot_figure2(trials: Sequence[TrialRecord], table1e: PaperTable, figure2: PaperTable,
-                 out_dir: Path, profile: str = "") -> Plot:
-    """Figure 2: AP vs ms/image, one line per depth across scales; paper in its own panel.
+def plot_figure2(data: PlotInput) -> Plot:
+    """Figure 2: AP vs ms/image, one line per `line` value across `point`s; paper in its own panel.
 
     Two panels because the times are not comparable: ours were measured on
     whatever ran the sweep, the paper's on an Nvidia M40 GPU.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(12, 5), layout="constrained")
     FigureCanvasAgg(fig)
     ours_ax, paper_ax = fig.subplots(1, 2)
-    ours = _speed_series(trials, "ours")
-    theirs = _paper_speed_series(table1e, figure2)
+    ours = _speed_series(data)
+    theirs = _paper_speed_series(data)
     _draw(ours_ax, ours)
     _draw(paper_ax, theirs[:-1])
     _draw_markers(paper_ax, theirs[-1])
     for ax, series in [(ours_ax, s) for s in ours] + [(paper_ax, s) for s in theirs[:-1]]:
         _annotate(ax, series)
-    where = f"profile {profile}, " if profile else ""
+    where = f"profile {data.profile}, " if data.profile else ""
     ours_ax.set(xlabel=f"inference time (ms/image, {where}the machine that ran the sweep)",
-                ylabel="COCO AP (%)", title="ours (labels: input scale)")
+                ylabel="COCO AP (%)", title=f"ours (labels: {data.header(data.option('point'))})")
     paper_ax.set(xlabel="inference time (ms/image, Nvidia M40 GPU)", ylabel="COCO AP (%)",
-                 title="paper: Table 1e RetinaNet and Figure 2 detectors")
-    fig.suptitle("Figure 2: speed vs accuracy (times of the two panels are not comparable)")
+                 title=f"paper: {data.declaration.short_title} RetinaNet and Figure 2 detectors")
+    fig.suptitle(data.option("title", "Figure 2: speed vs accuracy (times of the two panels are not comparable)"))
     for ax in (ours_ax, paper_ax):
         _finish_axes(ax)
-    return _write(fig, out_dir / "figure2", ours + theirs)
+    return _write(fig, data.out_dir / data.option("name", "figure2"), ours + theirs)
 
 
-def _speed_series(trials: Sequence[TrialRecord], panel: str) -> list[Series]:
-    """One series per depth: (ms/image, AP) across input scales, ordered by scale."""
-    groups = [g for g in group_trials(trials, keys.speed_key).values()
-              if g.mean() is not None and g.mean("ms_per_image") is not None]
+PLOT_KINDS: dict[str, PlotKind] = {
+    "curve": PlotKind(plot_curve, ("x",), ("name", "title", "xlabel", "label"), columns=("x",)),
+    "bars": PlotKind(plot_bars, ("x", "group"), ("name", "title", "xlabel", "noun"), columns=("x", "group")),
+    "figure2": PlotKind(plot_figure2, ("line", "point", "others"),
+                        ("name", "title", "label", "paper_label", "time", "paper_time"),
+                        columns=("line", "point"), tables=("others",), needs_paper=True),
+}
+
+
+# -- series ---------------------------------------------------------------------------
+def _speed_series(data: PlotInput) -> list[Series]:
+    """One series per `line` value: (ms/image, AP) across `point`s, ordered by point."""
+    columns = data.declaration.key_columns
+    line, point, time = data.option("line"), data.option("point"), data.option("time", SPEED_METRIC)
+    done = [r for r in _finished(data.rows, "AP") if r.group.mean(time) is not None]
     series = []
-    for depth in sorted({g.key[0] for g in groups}):
-        members = sorted((g for g in groups if g.key[0] == depth), key=lambda g: g.key[1])
-        s = _series(f"ours ResNet-{depth}", members, x=lambda g: g.mean("ms_per_image"),
-                    point_label=lambda g: f"{g.key[1]:g}")
-        s.panel = panel
+    for value in sorted({r.values(columns)[line] for r in done}, key=lambda v: sortable((v,))):
+        members = sorted((r for r in done if r.values(columns)[line] == value),
+                         key=lambda r: sortable((r.values(columns)[point],)))
+        s = _series(data.option("label", "ours ResNet-{}").format(value), members, "AP",
+                    x=lambda r: r.group.mean(time), point_label=lambda r: f"{r.values(columns)[point]:g}", sort=False)
+        s.panel = "ours"
         series.append(s)
     return series
 
 
-def _paper_speed_series(table1e: PaperTable, figure2: PaperTable) -> list[Series]:
-    """RetinaNet-50/-101 lines of Table 1e, then the other detectors of Figure 2 (last)."""
+def _paper_speed_series(data: PlotInput) -> list[Series]:
+    """The paper's lines of the declared table, then the other detectors of `others` (last)."""
+    line, point, time = data.option("line"), data.option("point"), data.option("paper_time", "time_ms")
+    table = data.paper
+    label = data.option("paper_label", "RetinaNet-{} (paper " + data.declaration.short_title + ")")
     series = []
-    for depth in sorted({r["depth"] for r in table1e.rows}):
-        rows = [r for r in table1e.rows if r["depth"] == depth]
-        series.append(Series(f"RetinaNet-{depth} (paper Table 1e)",
-                             [r["time_ms"] for r in rows], [r["AP"] for r in rows], panel="paper",
-                             point_labels=[f"{r['scale']}" for r in rows]))
-    others = [r for r in figure2.rows if not r["label"].startswith("RetinaNet")]
+    for value in sorted({r[line] for r in table.rows}, key=lambda v: sortable((v,))):
+        rows = [r for r in table.rows if r[line] == value]
+        series.append(Series(label.format(value), [r[time] for r in rows], [r["AP"] for r in rows],
+                             panel="paper", point_labels=[f"{r[point]}" for r in rows], reference=True))
+    others = [r for r in data.papers[data.option("others")].rows if not str(r["label"]).startswith("RetinaNet")]
     series.append(Series("other detectors (paper Figure 2)", [r["time_ms"] for r in others],
-                         [r["AP"] for r in others], panel="paper",
-                         point_labels=[r["label"] for r in others]))
+                         [r["AP"] for r in others], panel="paper", point_labels=[r["label"] for r in others],
+                         reference=True))
     return series
 
 
-def _series(label: str, groups: Sequence[Group], x: Callable[[Group], float],
-            point_label: Callable[[Group], str] | None = None) -> Series:
-    """Mean AP (y) and std (error bar) of finished groups, sorted by x(group)."""
-    ordered = sorted(groups, key=x)
-    stats = [g.stat("AP") for g in ordered]
-    return Series(label, [x(g) for g in ordered], [s.mean for s in stats],
-                  yerr=[s.std or 0.0 for s in stats],
-                  point_labels=[point_label(g) for g in ordered] if point_label else [])
+def _finished(rows: Sequence[KeyedRow], metric: str) -> list[KeyedRow]:
+    """Our rows with a mean of `metric` over finished seeds."""
+    return [r for r in rows if r.group is not None and r.group.mean(metric) is not None]
 
 
-def _figure() -> tuple[Figure, Axes]:
+def _lines(rows: Sequence[Any], columns: Sequence[str], others: Sequence[str]) -> dict[tuple, list[Any]]:
+    """Rows (ours or the paper's dicts) by their values of the `others` columns."""
+    lines: dict[tuple, list[Any]] = {}
+    for row in rows:
+        values = row.values(columns) if isinstance(row, KeyedRow) else row
+        lines.setdefault(tuple(values.get(c) for c in others), []).append(row)
+    return dict(sorted(lines.items(), key=lambda item: sortable(item[0])))
+
+
+def _level(others: Sequence[str], level: tuple) -> str:
+    return "".join(f", {c}={v}" for c, v in zip(others, level))
+
+
+def _series(label: str, rows: Sequence[KeyedRow], metric: str, x: Callable[[KeyedRow], float],
+            point_label: Optional[Callable[[KeyedRow], str]] = None, sort: bool = True) -> Series:
+    """Mean (y) and std (error bar) of `metric` of finished rows, sorted by x(row)."""
+    ordered = sorted(rows, key=x) if sort else list(rows)
+    stats = [r.group.stat(metric) for r in ordered]
+    return Series(label, [x(r) for r in ordered], [s.mean for s in stats], yerr=[s.std or 0.0 for s in stats],
+                  point_labels=[point_label(r) for r in ordered] if point_label else [])
+
+
+def _ylabel(metric: str) -> str:
+    return f"COCO {metric} (%)" if metric in COCO_METRICS else metric
+
+
+def _plural(count: Any, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+# -- drawing --------------------------------------------------------------------------
+def _figure() -> tuple["Figure", "Axes"]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()
 
 
-def _draw(ax: Axes, series: Sequence[Series]) -> None:
+def _draw(ax: "Axes", series: Sequence[Series]) -> None:
     """Lines with markers: ours solid (error bars when seeds vary), the paper's dashed."""
     for s in series:
-        style = PAPER_STYLE if s.label.startswith(("paper", "RetinaNet")) else OURS_STYLE
+        style = PAPER_STYLE if s.reference else OURS_STYLE
         if any(s.yerr):
             ax.errorbar(s.x, s.y, yerr=s.yerr, label=s.label, capsize=3, **style)
         else:
             ax.plot(s.x, s.y, label=s.label, **style)
 
 
-def _draw_markers(ax: Axes, series: Series) -> None:
+def _draw_markers(ax: "Axes", series: Series) -> None:
     """The other detectors: gray markers, each named beside it."""
     ax.scatter(series.x, series.y, marker="^", color="gray", label=series.label, zorder=3)
     _annotate(ax, series, color="dimgray")
 
 
-def _bars(ax: Axes, series: Sequence[Series], colors: Sequence[str]) -> None:
-    """Bars grouped by x (scales per octave); the paper's bars light and hatched."""
+def _bars(ax: "Axes", series: Sequence[Series], colors: Sequence[str]) -> None:
+    """Bars grouped by x; the paper's bars light and hatched."""
     xs = sorted({x for s in series for x in s.x})
     width = 0.8 / max(len(series), 1)
     for i, (s, color) in enumerate(zip(series, colors)):
         offset = (i - (len(series) - 1) / 2) * width
         positions = [xs.index(x) + offset for x in s.x]
-        paper = s.label.startswith("paper")
-        bars = ax.bar(positions, s.y, width, label=s.label, color=color, hatch="//" if paper else None,
-                      alpha=0.45 if paper else 1.0, yerr=None if paper or not any(s.yerr) else s.yerr)
+        bars = ax.bar(positions, s.y, width, label=s.label, color=color, hatch="//" if s.reference else None,
+                      alpha=0.45 if s.reference else 1.0,
+                      yerr=None if s.reference or not any(s.yerr) else s.yerr)
         ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
     ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
 
 
-def _annotate(ax: Axes, series: Series, color: str = "black") -> None:
+def _annotate(ax: "Axes", series: Series, color: str = "black") -> None:
     """Write each point's label beside it."""
     for x, y, text in zip(series.x, series.y, series.point_labels):
         ax.annotate(text, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8, color=color)
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
-def _finish_axes(ax: Axes) -> None:
+def _finish_axes(ax: "Axes") -> None:
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # a panel may be empty (no finished trial yet)
         ax.legend(fontsize=8, loc="best")
 
 
-def _save(fig: Figure, ax: Axes, stem: Path, series: list[Series]) -> Plot:
-    _finish_axes(ax)
-    return _write(fig, stem, series)
-
-
-def _write(fig: Figure, stem: Path, series: list[Series]) -> Plot:
+def _write(fig: "Figure", stem: Path, series: list[Series]) -> Plot:
     """Save as PNG (150 dpi) and SVG next to each other."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(fmt) for fmt in FORMATS]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Iterable, Mapping
 
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -19,21 +20,26 @@ from rich.text import Text
 from analysis.table import MISSING, Cell, Column, Row, Table
 
 LATEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "α": r"$\alpha$", "β": r"$\beta$",
-                 "γ": r"$\gamma$", "≥": r"$\geq$"}
+                 "γ": r"$\gamma$", "≥": r"$\geq$", "≤": r"$\leq$", "≈": r"$\approx$",
+                 "×": r"$\times$", "→": r"$\rightarrow$"}
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                  "^": r"\textasciicircum{}"}
 N_COLUMN = Column("n", "n", "n")
 
 
-def write_table(table: Table, out_dir: Path) -> list[Path]:
-    """Write `<name>.md`, `.csv`, `.tex` into out_dir; returns the paths."""
+def write_table(table: Table, out_dir: Path, after: Mapping[str, str] | None = None) -> list[Path]:
+    """Write `<name>.md`, `.csv`, `.tex` into out_dir; returns the paths.
+
+    `after`: suffix -> a block appended to that file after a blank line (the
+    findings, analysis/render_findings.py)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for suffix, text in ((".md", to_markdown(table)), (".csv", to_csv(table)),
                          (".tex", to_latex(table))):
         path = out_dir / f"{table.name}{suffix}"
-        path.write_text(text, encoding="utf-8")
+        extra = (after or {}).get(suffix)
+        path.write_text(text + (f"\n{extra}" if extra else ""), encoding="utf-8")
         paths.append(path)
     return paths
 
@@ -41,10 +47,10 @@ def write_table(table: Table, out_dir: Path) -> list[Path]:
 def to_markdown(table: Table) -> str:
     """A GitHub-flavoured Markdown table under a `###` title; the best row in bold."""
     columns, rows = _displayed(table)
-    lines = [f"### {table.title}", "", _md_line(c.header for c in columns)]
-    lines.append(_md_line(":---" if c.source == "key" else "---:" for c in columns))
+    lines = [f"### {table.title}", "", md_line(c.header for c in columns)]
+    lines.append(md_line(":---" if c.source == "key" else "---:" for c in columns))
     for cells in rows:
-        lines.append(_md_line(f"**{c.text}**" if c.bold else c.text for c in cells))
+        lines.append(md_line(f"**{c.text}**" if c.bold else c.text for c in cells))
     lines += [""] + [f"- {note}" for note in table.notes]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -141,7 +147,7 @@ def _latex_groups(columns: list[Column]) -> list[str]:
     return [" & ".join(heads) + r" \\", rules]
 
 
-def _md_line(cells) -> str:
+def md_line(cells: Iterable[object]) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
 

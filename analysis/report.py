@@ -1,4 +1,4 @@
-"""Build a sweep's report: tables + plots -> reports/<sweep>/, the terminal, and MLflow.
+"""Build a sweep's report: tables, the paper's findings, plots -> reports/<sweep>/, the terminal, MLflow.
 
     python -m analysis.report gamma_alpha [--tracking-uri URI] [--reports-dir DIR]
                                           [--experiment NAME] [--profile NAME] [--no-log-artifacts]
@@ -11,60 +11,98 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
 
 from analysis.errors import AnalysisError
-from analysis.plots import make_plots
+from analysis.layout import EXPERIMENT
+from analysis.paper_findings import FindingResult, sweep_findings
+from analysis.plots import Plot, make_plots
 from analysis.render import default_console, print_table, write_table
-from analysis.runs import DEFAULT_EXPERIMENT, SweepRecord, load_sweep, open_client, store_errors
+from analysis.render_findings import findings_blocks, print_findings
+from analysis.runs import SweepRecord, load_sweep, open_client, store_errors
+from analysis.table import Table
 from analysis.tables import build_tables
 
 ARTIFACT_DIR = "reports"  # where the files go inside the parent run's artifacts
+
+
+@dataclass
+class Report:
+    """What a report holds: the sweep, its tables, the paper's findings tested, plots, files."""
+
+    sweep: SweepRecord
+    out_dir: Path
+    tables: list[Table] = field(default_factory=list)
+    findings: list[FindingResult] = field(default_factory=list)
+    plots: list[Plot] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
 
 
 def build_report(
     sweep_or_run_id: str,
     *,
     tracking_uri: str | None = None,
-    experiment: str = DEFAULT_EXPERIMENT,
+    experiment: str = EXPERIMENT,
     reports_dir: str | Path = "reports",
     log_artifacts: bool = True,
     console: Console | None = None,
     profile: str | None = None,
 ) -> Path:
-    """Write the tables (.md/.csv/.tex) and plots (.png/.svg) of a sweep; returns their folder.
+    """Write the tables (.md/.csv/.tex, the Findings block in the first table's files)
+    and plots (.png/.svg) of a sweep; returns their folder, `<reports_dir>/<sweep name>/`.
 
     `sweep_or_run_id`: a sweep name (its latest parent run in `experiment`,
-    of `profile` if given) or a parent run id. The tables are printed to
-    `console` (default: the terminal), and with `log_artifacts` the files are
-    logged to the parent run under `reports/`.
+    of `profile` if given) or a parent run id. The tables and findings are
+    printed to `console` (default: the terminal), and with `log_artifacts`
+    the files are logged to the parent run under `reports/`.
     Raises AnalysisError for a user error (unknown sweep/run, unreachable store).
+    `create_report` takes the same arguments and returns the whole `Report`.
     """
+    return create_report(sweep_or_run_id, tracking_uri=tracking_uri, experiment=experiment,
+                         reports_dir=reports_dir, log_artifacts=log_artifacts, console=console,
+                         profile=profile).out_dir
+
+
+def create_report(
+    sweep_or_run_id: str,
+    *,
+    tracking_uri: str | None = None,
+    experiment: str = EXPERIMENT,
+    reports_dir: str | Path = "reports",
+    log_artifacts: bool = True,
+    console: Console | None = None,
+    profile: str | None = None,
+) -> Report:
+    """`build_report`, returning the Report (tables, findings, plots, files) rather than its folder."""
     client = open_client(tracking_uri)
     sweep = load_sweep(client, sweep_or_run_id, experiment, profile)
-    out_dir = Path(reports_dir) / (sweep.name or sweep.run_id)
-    paths = write_report(sweep, out_dir, console)
+    out_dir = Path(reports_dir) / (sweep.name or sweep.run_id)  # the one place the sweep's name is appended
+    report = write_report(sweep, out_dir, console)
     if log_artifacts:
         with store_errors(client.tracking_uri, "log reports to"):
-            for path in paths:
+            for path in report.paths:
                 client.log_artifact(sweep.run_id, str(path), artifact_path=ARTIFACT_DIR)
-    return out_dir
+    return report
 
 
-def write_report(sweep: SweepRecord, out_dir: Path, console: Console | None = None) -> list[Path]:
-    """Tables and plots of `sweep` into out_dir, tables printed; returns the files written."""
+def write_report(sweep: SweepRecord, out_dir: Path, console: Console | None = None) -> Report:
+    """Tables, findings and plots of `sweep` into out_dir, tables and findings printed."""
     console = console or default_console()
     _header(sweep, console)
-    paths: list[Path] = []
-    for table in build_tables(sweep):
+    report = Report(sweep, out_dir, tables=build_tables(sweep), findings=sweep_findings(sweep))
+    for i, table in enumerate(report.tables):
         print_table(table, console)
-        paths += write_table(table, out_dir)
-    for plot in make_plots(sweep, out_dir):
-        paths += plot.paths
-    return paths
+        after = findings_blocks(report.findings) if i == 0 else None  # the findings test the main table
+        report.paths += write_table(table, out_dir, after=after)
+    print_findings(report.findings, console)
+    report.plots = make_plots(sweep, out_dir)
+    for plot in report.plots:
+        report.paths += plot.paths
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("sweep", help="sweep name (its latest run) or a parent run id")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name")
+    parser.add_argument("--experiment", default=EXPERIMENT, help="MLflow experiment name")
     parser.add_argument("--profile", default=None, help="with a sweep name: its latest run of this profile")
     parser.add_argument("--reports-dir", default="reports", help="folder for reports/<sweep>/")
     parser.add_argument("--no-log-artifacts", action="store_true",

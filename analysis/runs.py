@@ -1,17 +1,13 @@
-"""Read a sweep from MLflow: the parent run and one plain record per child.
+"""Read a sweep from MLflow: the parent run, its table declaration, one plain record per child.
 
-The layout is the contract of docs/ARCHITECTURE.md ("MLflow layout"):
-a parent run per sweep (tags `sweep.role=parent`, `sweep.name`, ...) and a
-child run per trial (tag `mlflow.parentRunId`, `sweep.cell`,
-`sweep.overrides` (JSON), `sweep.seed`, `error` on failure; params = the
-flattened trial config; final metrics AP ... APL as fractions in [0, 1] and
-`ms_per_image`).
+The run layout (tag and metric names, the cell key, the queries) is
+analysis/layout.py's, shared with the writer (sweeps/tracking.py) and the
+test fixtures; this module only turns those runs into plain records.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -25,10 +21,11 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from analysis.errors import AnalysisError
+from analysis import layout
+from analysis.declaration import TableDeclaration, parse_table
+from analysis.errors import AnalysisError, DeclarationError
 
-DEFAULT_EXPERIMENT = "retinanet-sweeps"
-METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL", "ms_per_image")
+DEFAULT_EXPERIMENT = layout.EXPERIMENT
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 # While analysis/ talks to MLflow: fail fast on an unreachable server (the
@@ -69,7 +66,8 @@ class TrialRecord:
 
 @dataclass(frozen=True)
 class SweepRecord:
-    """A parent run and its trials (one record per cell key, see `latest_per_cell`)."""
+    """A parent run, its table declaration and its trials (one record per cell key,
+    see `layout.latest_per_cell`)."""
 
     run_id: str
     name: str  # sweep.name, e.g. "gamma_alpha"
@@ -77,6 +75,7 @@ class SweepRecord:
     kind: str  # sweep.kind: "grid" | "search"
     status: str
     trials: list[TrialRecord]
+    table: TableDeclaration = field(default_factory=TableDeclaration)  # sweep.table, parsed
 
 
 def parse_param(text: str) -> Any:
@@ -127,22 +126,30 @@ def load_sweep(
 ) -> SweepRecord:
     """The latest parent run of a sweep name (of `profile`, if given), or the
     parent run with that id (a 32-hex-digit run id), and its trials."""
-    uri = client.tracking_uri
-    with store_errors(uri):
+    with store_errors(client.tracking_uri):
         if RUN_ID.match(sweep_or_run_id):
             parent = get_parent(client, sweep_or_run_id)
         else:
             parent = find_parent(client, sweep_or_run_id, experiment, profile)
-        trials = latest_per_cell(list_children(client, parent))
+        runs = layout.children(client, parent.info.experiment_id, parent.info.run_id)
     tags = parent.data.tags
     return SweepRecord(
         run_id=parent.info.run_id,
-        name=tags.get("sweep.name", ""),
-        profile=tags.get("sweep.profile", ""),
-        kind=tags.get("sweep.kind", ""),
+        name=tags.get(layout.NAME, ""),
+        profile=tags.get(layout.PROFILE, ""),
+        kind=tags.get(layout.KIND, ""),
         status=parent.info.status,
-        trials=trials,
+        trials=[trial_record(run) for run in layout.latest_per_cell(runs).values()],
+        table=declaration_of(parent),
     )
+
+
+def declaration_of(parent: Run) -> TableDeclaration:
+    """The table declaration the parent run carries (none: a table of the trials)."""
+    try:
+        return parse_table(layout.table_of(parent))
+    except DeclarationError as error:  # e.g. logged by an older version of the schema
+        raise AnalysisError(f"parent run {parent.info.run_id}: {error}") from None
 
 
 def get_run(client: MlflowClient, run_id: str) -> Run:
@@ -158,9 +165,9 @@ def get_run(client: MlflowClient, run_id: str) -> Run:
 def get_parent(client: MlflowClient, run_id: str) -> Run:
     """The run with this id, which must be a sweep's parent."""
     run = get_run(client, run_id)
-    role = run.data.tags.get("sweep.role")
-    if role != "parent":
-        raise AnalysisError(f"run {run_id} is not a sweep's parent run (sweep.role={role})")
+    role = run.data.tags.get(layout.ROLE)
+    if role != layout.ROLE_PARENT:
+        raise AnalysisError(f"run {run_id} is not a sweep's parent run ({layout.ROLE}={role})")
     return run
 
 
@@ -170,64 +177,36 @@ def find_parent(client: MlflowClient, sweep: str, experiment: str, profile: str 
         if not SWEEP_NAME.match(value):  # the value goes into a filter string
             raise AnalysisError(f"invalid {name} {value!r} (letters, digits, _ . - only)")
     experiment_id = _experiment_id(client, experiment)
-    query = f"tags.`sweep.role` = 'parent' AND tags.`sweep.name` = '{sweep}'"
-    if profile:
-        query += f" AND tags.`sweep.profile` = '{profile}'"
-    runs = client.search_runs([experiment_id], filter_string=query,
-                              order_by=["attributes.start_time DESC"], max_results=1)
-    if not runs:
+    parent = layout.latest_parent(client, experiment_id, sweep, profile)
+    if parent is None:
         names = ", ".join(sweep_names(client, experiment_id)) or "none"
         which = f"sweep {sweep!r}" + (f" with profile {profile!r}" if profile else "")
         raise AnalysisError(f"no runs of {which} in experiment {experiment!r} (sweeps with runs: {names})")
-    return runs[0]
+    return parent
 
 
 def sweep_names(client: MlflowClient, experiment_id: str) -> list[str]:
     """Sorted names of the sweeps that have a parent run in the experiment."""
-    parents = _search_all(client, experiment_id, "tags.`sweep.role` = 'parent'")
-    return sorted({run.data.tags.get("sweep.name", "?") for run in parents})
-
-
-def list_children(client: MlflowClient, parent: Run) -> list[TrialRecord]:
-    """Every child run of `parent` as a TrialRecord, oldest first."""
-    runs = _search_all(
-        client,
-        parent.info.experiment_id,
-        f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
-    )
-    return sorted((trial_record(run) for run in runs), key=lambda t: t.start_time)
+    parents = layout.search_all(client, [experiment_id], layout.parent_filter())
+    return sorted({run.data.tags.get(layout.NAME, "?") for run in parents})
 
 
 def trial_record(run: Run) -> TrialRecord:
     """The plain record of one child run."""
     tags = run.data.tags
-    seed = tags.get("sweep.seed")
+    seed = tags.get(layout.SEED)
     return TrialRecord(
         run_id=run.info.run_id,
-        cell=tags.get("sweep.cell", run.info.run_id),
-        overrides=_overrides(tags.get("sweep.overrides")),
+        cell=tags.get(layout.CELL, run.info.run_id),
+        overrides=layout.decode_overrides(tags.get(layout.OVERRIDES)),
         seed=int(seed) if seed not in (None, "", "None") else None,
         status=run.info.status,
-        error=tags.get("error", ""),
-        metrics={k: v for k, v in run.data.metrics.items() if k in METRICS},
+        error=tags.get(layout.ERROR, ""),
+        metrics={k: v for k, v in run.data.metrics.items() if k in layout.FINAL_METRICS},
         params=dict(run.data.params),
         start_time=run.info.start_time or 0,
-        early_stopped=tags.get("sweep.early_stopped") == "true",
+        early_stopped=tags.get(layout.EARLY_STOPPED) == "true",
     )
-
-
-def latest_per_cell(trials: list[TrialRecord]) -> list[TrialRecord]:
-    """One record per `sweep.cell`: a FINISHED run wins, then the latest started.
-
-    A resumed sweep may hold several runs of one cell (a failed try and its
-    re-run); the table shows the cell once.
-    """
-    chosen: dict[str, TrialRecord] = {}
-    for trial in trials:  # oldest first, so a later run replaces an earlier one
-        old = chosen.get(trial.cell)
-        if old is None or trial.status == "FINISHED" or old.status != "FINISHED":
-            chosen[trial.cell] = trial
-    return list(chosen.values())
 
 
 def _experiment_id(client: MlflowClient, name: str) -> str:
@@ -236,30 +215,6 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
         names = ", ".join(e.name for e in client.search_experiments()) or "none"
         raise AnalysisError(f"no experiment {name!r} (experiments: {names})")
     return experiment.experiment_id
-
-
-def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
-    """All runs matching the filter, following MLflow's page tokens."""
-    runs: list[Run] = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [experiment_id], filter_string=filter_string, max_results=1000, page_token=token
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def _overrides(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:  # then the logged params are the only source
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _local_store_path(uri: str) -> Path | None:

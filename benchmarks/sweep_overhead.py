@@ -119,12 +119,9 @@ def direct_seconds(function, cfg, trials: int) -> float:
 
 def cpu_trial_config():
     """The cpu profile's trial config (what the default sweep runs)."""
-    from hydra import compose, initialize_config_dir
+    from sweeps.compose import trial_config
 
-    from sweeps.config import trial_config
-
-    with initialize_config_dir(config_dir=str(PROJECT / "conf"), version_base="1.3"):
-        return trial_config(compose("config"))
+    return trial_config([])
 
 
 def model_bytes(cfg) -> int:

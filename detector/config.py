@@ -54,7 +54,7 @@ class ModelConfig:
 
     depth: int = 50
     pretrained: Optional[str] = None  # None, "imagenet" (torchvision enum) or a state-dict path
-    frozen_bn: bool = True
+    frozen_bn: bool = False  # True needs pretrained weights: frozen BN of a from-scratch ResNet is the identity
     fpn_channels: int = 256
     head_convs: int = 4
     head_channels: int = 256
@@ -93,13 +93,17 @@ class LossConfig:
 
 @dataclass
 class SyntheticConfig:
-    """The built-in synthetic scene generator (see detector.data.synthetic)."""
+    """The built-in synthetic scene generator (see detector.data.synthetic).
+
+    The defaults are the cpu profile's scenes (docs/FIDELITY.md): 20 classes,
+    1-3 objects of 12-96 px per 128-px image.
+    """
 
     image_size: int = 128
-    num_classes: int = 6
-    min_objects: int = 4
-    max_objects: int = 16
-    min_object_size: float = 6.0
+    num_classes: int = 20  # > 10: one hue per class on a colour wheel
+    min_objects: int = 1
+    max_objects: int = 3
+    min_object_size: float = 12.0  # short side, pixels; >= 12 keeps boxes matchable by 16-px anchors
     max_object_size: float = 96.0
     clutter: int = 20  # distractor blobs per image (not annotated)
     seed: int = 0
@@ -121,6 +125,14 @@ class DataConfig:
     flip_prob: float = 0.5
     scale_jitter: Optional[list[int]] = None  # [min, max] short side while training
     num_workers: int = 0
+    # Training images with no usable box (none, only crowd or only zero-size
+    # boxes) are dropped by default, as the paper's code does: Detectron's
+    # filter_for_training keeps only images with a non-crowd box, detectron2
+    # has DATALOADER.FILTER_EMPTY_ANNOTATIONS=True, and torchvision's
+    # reference drops them from train2017 (_coco_remove_images_without_annotations;
+    # ~1k of 118k images). false keeps them as pure negatives. Validation
+    # images are always all kept (COCOeval scores every image).
+    drop_train_images_without_boxes: bool = True
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -205,20 +217,40 @@ def _in_unit(name: str, value: Optional[float], allow_none: bool = False) -> Non
 
 
 def validate(config: TrialConfig) -> None:
-    """Raise ConfigError (one line) for the first invalid value."""
+    """Raise ConfigError (one line) for the first invalid value.
+
+    The allowed names come from the registries of the modules that implement
+    them (imported here, so that importing this module needs no torch).
+    """
+    from detector.evaluate import BACKENDS
+
     _validate_model(config.model)
     _validate_loss(config.loss)
     _validate_data(config.data)
     _validate_train(config.train)
-    _check(config.eval.backend in ("faster_coco_eval", "pycocotools"),
-           f"eval.backend={config.eval.backend!r} must be one of faster_coco_eval, pycocotools")
+    _check(config.eval.backend in BACKENDS,
+           f"eval.backend={config.eval.backend!r} must be one of {', '.join(BACKENDS)}")
+
+
+def _one_of(name: str, value: Any, registry: dict) -> None:
+    """`value` must be a key of `registry` (name -> callable); the message lists the keys."""
+    allowed = ", ".join(map(str, registry))
+    _check(isinstance(value, typing.Hashable) and value in registry, f"{name}={value!r} must be one of {allowed}")
 
 
 def _validate_model(model: ModelConfig) -> None:
-    _check(model.depth in (18, 34, 50, 101), f"model.depth={model.depth!r} must be one of 18, 34, 50, 101")
+    from detector.backbone import RESNETS
+    from detector.head import HEAD_NORMS
+
+    _one_of("model.depth", model.depth, RESNETS)
     _check(model.fpn_channels > 0 and model.head_channels > 0, "model.fpn_channels and model.head_channels must be > 0")
-    _check(model.head_norm in ("none", "group"), f"model.head_norm={model.head_norm!r} must be none or group")
+    _one_of("model.head_norm", model.head_norm, HEAD_NORMS)
     _check(model.head_convs >= 0, f"model.head_convs={model.head_convs} must be >= 0")
+    # Frozen BN of an untrained ResNet is the identity (weight 1, bias 0, mean 0,
+    # var 1): the network would train with no normalisation at all.
+    _check(not (model.frozen_bn and model.pretrained is None),
+           "model.frozen_bn=true needs pretrained weights (frozen BN of an untrained ResNet is the identity): "
+           "set model.frozen_bn=false to train BN from scratch, or model.pretrained=imagenet or a state-dict path")
     if model.prior_prob is not None:
         _check(0.0 < model.prior_prob < 1.0, f"model.prior_prob={model.prior_prob!r} must be in (0, 1) or null")
     _check(len(model.box_coder_weights) == 4, "model.box_coder_weights must have 4 values")
@@ -240,17 +272,19 @@ def _validate_model(model: ModelConfig) -> None:
 
 
 def _validate_loss(loss: LossConfig) -> None:
-    names = ("focal", "ce", "fl_star", "ohem")
-    _check(loss.name in names, f"loss.name={loss.name!r} must be one of {', '.join(names)}")
+    from detector.criterion import NORMALIZERS
+    from detector.losses import BOX_LOSSES, CLASSIFICATION_LOSSES
+
+    _one_of("loss.name", loss.name, CLASSIFICATION_LOSSES)
     _in_unit("loss.alpha", loss.alpha, allow_none=True)
+    gamma = f"{loss.gamma:g}" if isinstance(loss.gamma, float) else repr(loss.gamma)  # -1.0 -> -1, as typed
     _check(isinstance(loss.gamma, (int, float)) and loss.gamma >= 0 and math.isfinite(loss.gamma),
-           f"loss.gamma={loss.gamma!r} must be >= 0")
+           f"loss.gamma={gamma} must be >= 0")
     if loss.name == "fl_star":
         _check(loss.gamma > 0, f"loss.gamma={loss.gamma!r} must be > 0 for fl_star")
-    _check(loss.box in ("smooth_l1", "l1"), f"loss.box={loss.box!r} must be smooth_l1 or l1")
+    _one_of("loss.box", loss.box, BOX_LOSSES)
     _check(loss.box_beta >= 0, f"loss.box_beta={loss.box_beta} must be >= 0")
-    normalizers = ("num_pos", "num_pos_plus_images", "ema")
-    _check(loss.normalizer in normalizers, f"loss.normalizer={loss.normalizer!r} must be one of {', '.join(normalizers)}")
+    _one_of("loss.normalizer", loss.normalizer, NORMALIZERS)
     _check(loss.ohem.batch_per_image > 0, f"loss.ohem.batch_per_image={loss.ohem.batch_per_image} must be > 0")
     _in_unit("loss.ohem.nms_thresh", loss.ohem.nms_thresh)
     _in_unit("loss.ohem.max_pos_fraction", loss.ohem.max_pos_fraction, allow_none=True)
@@ -260,6 +294,8 @@ def _validate_data(data: DataConfig) -> None:
     _check(data.kind in ("synthetic", "coco"), f"data.kind={data.kind!r} must be synthetic or coco")
     if data.kind == "coco":
         _check(bool(data.root), "data.root is missing: set data.root=/path/to/coco (with annotations/ and train2017/)")
+    _check(isinstance(data.drop_train_images_without_boxes, bool),
+           f"data.drop_train_images_without_boxes={data.drop_train_images_without_boxes!r} must be true or false")
     _check(0 < data.min_size <= data.max_size, f"data.min_size={data.min_size} must be > 0 and <= data.max_size={data.max_size}")
     _in_unit("data.flip_prob", data.flip_prob)
     if data.scale_jitter is not None:

@@ -10,7 +10,7 @@ anchor is positive, smooth-L1 beta, low-quality matches) is a config value.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -18,15 +18,57 @@ from torchvision.ops import box_iou
 
 from detector.box_coder import BoxCoder
 from detector.config import LossConfig
-from detector.losses import box_regression_loss, fl_star_loss, ohem_select, sigmoid_focal_loss
+from detector.losses import BOX_LOSSES, CLASSIFICATION_LOSSES, box_regression_loss, ohem_select
 from detector.matcher import POSITIVE, Matcher
 
-CLASSIFICATION_LOSSES = ("focal", "ce", "fl_star", "ohem")
-NORMALIZERS = ("num_pos", "num_pos_plus_images", "ema")
 # detectron2 starts its moving average of the positive count at 100 ("a
 # reasonable guess" of positives per image) so the first iterations are not
 # normalised by a tiny number.
 EMA_INITIAL_NORMALIZER = 100.0
+
+
+def _num_pos(state: dict[str, float], num_pos: float, num_images: int, momentum: float) -> float:
+    """The paper: the number of positive anchors (at least 1)."""
+    return max(1.0, num_pos)
+
+
+def _num_pos_plus_images(state: dict[str, float], num_pos: float, num_images: int, momentum: float) -> float:
+    """Detectron: positives + 1 per image, never zero."""
+    return num_pos + num_images
+
+
+def _ema(state: dict[str, float], num_pos: float, num_images: int, momentum: float) -> float:
+    """detectron2: a moving average of max(1, positives), updated in `state` at every call."""
+    state["ema_normalizer"] = momentum * state["ema_normalizer"] + (1.0 - momentum) * max(1.0, num_pos)
+    return state["ema_normalizer"]
+
+
+# loss.normalizer -> (state, num_pos, num_images, momentum) -> the divisor of the summed losses.
+NORMALIZERS: dict[str, Callable[[dict[str, float], float, int, float], float]] = {
+    "num_pos": _num_pos,
+    "num_pos_plus_images": _num_pos_plus_images,
+    "ema": _ema,
+}
+
+
+def _anchor_boxes(anchors: Tensor, box_deltas: Tensor, box_coder: BoxCoder) -> Tensor:
+    """(M, 4): OHEM's NMS over the anchors themselves."""
+    return anchors
+
+
+def _predicted_boxes(anchors: Tensor, box_deltas: Tensor, box_coder: BoxCoder) -> Tensor:
+    """(N, M, 4): OHEM's NMS over the decoded predictions (as for RoIs in Shrivastava et al.)."""
+    return box_coder.decode(anchors, box_deltas.detach().float())
+
+
+# Which boxes OHEM's NMS compares. "anchors" (the default): the box branch is
+# never trained on negatives, so its outputs there are noise and should not
+# decide which hard negatives suppress each other; the anchors are what the
+# loss is attached to. "predicted" is kept for comparison.
+OHEM_NMS_BOXES: dict[str, Callable[[Tensor, Tensor, BoxCoder], Tensor]] = {
+    "anchors": _anchor_boxes,
+    "predicted": _predicted_boxes,
+}
 
 
 @dataclass
@@ -55,24 +97,29 @@ def one_hot_targets(classes: Tensor, positive: Tensor, num_classes: int, dtype: 
 class RetinaNetCriterion:
     """Classification loss (focal, CE, FL* or OHEM) and box loss of a batch.
 
-    `loss_cfg.normalizer` divides the focal / CE / FL* classification loss and
-    the box loss: "num_pos" = max(1, positives in the batch) (the paper),
-    "num_pos_plus_images" = positives + N (Detectron), "ema" = a moving
-    average of max(1, positives) with `normalizer_momentum` (detectron2),
-    updated at every call. OHEM's classification loss is the mean over the
-    mined anchors instead.
+    `loss_cfg.normalizer` (a name of `NORMALIZERS`) divides the focal / CE /
+    FL* classification loss and the box loss: "num_pos" = max(1, positives in
+    the batch) (the paper), "num_pos_plus_images" = positives + N (Detectron),
+    "ema" = a moving average of max(1, positives) with `normalizer_momentum`
+    (detectron2), updated at every call and saved by `state_dict`. OHEM
+    averages both losses over the mined anchors instead; `ohem_nms_boxes`
+    (a name of `OHEM_NMS_BOXES`) says which boxes its NMS compares.
     """
 
-    def __init__(self, *, matcher: Matcher, box_coder: BoxCoder, loss_cfg: LossConfig, num_classes: int) -> None:
-        if loss_cfg.name not in CLASSIFICATION_LOSSES:
-            raise ValueError(f"loss.name={loss_cfg.name!r} must be one of {', '.join(CLASSIFICATION_LOSSES)}")
-        if loss_cfg.normalizer not in NORMALIZERS:
-            raise ValueError(f"loss.normalizer={loss_cfg.normalizer!r} must be one of {', '.join(NORMALIZERS)}")
+    def __init__(self, *, matcher: Matcher, box_coder: BoxCoder, loss_cfg: LossConfig, num_classes: int,
+                 ohem_nms_boxes: str = "anchors") -> None:
+        for key, value, registry in (("loss.name", loss_cfg.name, CLASSIFICATION_LOSSES),
+                                     ("loss.box", loss_cfg.box, BOX_LOSSES),
+                                     ("loss.normalizer", loss_cfg.normalizer, NORMALIZERS),
+                                     ("ohem_nms_boxes", ohem_nms_boxes, OHEM_NMS_BOXES)):
+            if value not in registry:
+                raise ValueError(f"{key}={value!r} must be one of {', '.join(registry)}")
         self.matcher = matcher
         self.box_coder = box_coder
         self.loss_cfg = loss_cfg
         self.num_classes = int(num_classes)
-        self.ema_normalizer = EMA_INITIAL_NORMALIZER
+        self.ohem_nms_boxes = ohem_nms_boxes
+        self.state: dict[str, float] = {"ema_normalizer": EMA_INITIAL_NORMALIZER}
 
     def __call__(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor,
                  targets: list[dict[str, Tensor]]) -> dict[str, Any]:
@@ -83,13 +130,13 @@ class RetinaNetCriterion:
         assignment = self.assign(anchors, targets)
         positive = assignment.labels == POSITIVE  # (N, M)
         num_pos = float(positive.sum())
-        normalizer = self._normalizer(num_pos, len(targets))
-        box_terms = self._positive_box_loss(box_deltas, anchors, assignment.boxes, positive)  # (P, 4)
-        loss_box = box_terms.sum() / normalizer
+        box_terms = self._positive_box_loss(box_deltas, anchors, assignment.boxes, positive).sum(-1)  # (P,)
         if self.loss_cfg.name == "ohem":
-            loss_cls = self._ohem_classification_loss(cls_logits, box_deltas, anchors, assignment, box_terms.sum(-1))
+            loss_cls, loss_box = self._ohem_losses(cls_logits, box_deltas, anchors, assignment, box_terms)
         else:
+            normalizer = self._normalizer(num_pos, len(targets))
             loss_cls = self._dense_classification_loss(cls_logits, assignment) / normalizer
+            loss_box = box_terms.sum() / normalizer
         return {"loss_cls": loss_cls, "loss_box": loss_box, "num_pos": num_pos}
 
     # ---- targets -------------------------------------------------------------
@@ -118,13 +165,9 @@ class RetinaNetCriterion:
     # ---- losses --------------------------------------------------------------
 
     def _element_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
-        """Per-element classification loss (..., K) chosen by loss_cfg.name (OHEM scores with CE)."""
+        """Per-element classification loss (..., K) of `CLASSIFICATION_LOSSES[loss_cfg.name]`."""
         cfg = self.loss_cfg
-        if cfg.name == "focal":
-            return sigmoid_focal_loss(logits, targets, alpha=cfg.alpha, gamma=cfg.gamma)
-        if cfg.name == "fl_star":
-            return fl_star_loss(logits, targets, gamma=cfg.gamma, beta=cfg.beta, alpha=cfg.alpha)
-        return sigmoid_focal_loss(logits, targets, alpha=cfg.alpha, gamma=0.0)  # "ce", "ohem"
+        return CLASSIFICATION_LOSSES[cfg.name](logits, targets, alpha=cfg.alpha, gamma=cfg.gamma, beta=cfg.beta)
 
     def _dense_classification_loss(self, cls_logits: Tensor, assignment: Assignment) -> Tensor:
         """Sum of the loss over all non-ignored anchors and all K classes (not normalised)."""
@@ -142,41 +185,45 @@ class RetinaNetCriterion:
                                     beta=cfg.box_beta, reduction="none")
         return cfg.box_weight * terms
 
-    def _ohem_classification_loss(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor,
-                                  assignment: Assignment, positive_box_loss: Tensor) -> Tensor:
-        """Mean CE over the anchors mined per image by loss (CE + box loss) with NMS."""
+    def _ohem_losses(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, assignment: Assignment,
+                     positive_box_loss: Tensor) -> tuple[Tensor, Tensor]:
+        """(loss_cls, loss_box) of OHEM: both averaged over the anchors mined per image.
+
+        As in Shrivastava et al. (OHEM), whose backward pass sees only the
+        selected RoIs and averages their multi-task loss (Fast R-CNN), the box
+        loss covers only the mined positives, not all positives: an easy
+        positive left out of the minibatch trains neither branch.
+        `positive_box_loss` (P,) is each positive's box loss (row-major over (N, M)).
+        """
         positive = assignment.labels == POSITIVE  # (N, M)
         targets = one_hot_targets(assignment.classes, positive, self.num_classes)
         per_anchor = self._element_loss(cls_logits.float(), targets).sum(-1)  # (N, M)
-        with torch.no_grad():  # the mining itself is not differentiated
-            score = per_anchor.detach().clone()
-            score[positive] += positive_box_loss.detach()
-            predicted = self.box_coder.decode(anchors, box_deltas.detach().float())  # (N, M, 4)
-            chosen = torch.stack([self._mine_image(score[n], predicted[n], positive[n], assignment.labels[n] >= 0)
-                                  for n in range(score.shape[0])])
-        return per_anchor[chosen].sum() / chosen.sum().clamp(min=1)
+        chosen = self._mine(per_anchor, box_deltas, anchors, assignment, positive_box_loss)  # (N, M)
+        count = chosen.sum().clamp(min=1)
+        return per_anchor[chosen].sum() / count, positive_box_loss[chosen[positive]].sum() / count
 
-    def _mine_image(self, score: Tensor, boxes: Tensor, positive: Tensor, valid: Tensor) -> Tensor:
+    @torch.no_grad()  # the mining itself is not differentiated
+    def _mine(self, per_anchor: Tensor, box_deltas: Tensor, anchors: Tensor, assignment: Assignment,
+              positive_box_loss: Tensor) -> Tensor:
+        """(N, M) bool: the anchors OHEM keeps, scored by their whole loss (CE + box loss for positives)."""
+        positive = assignment.labels == POSITIVE
+        score = per_anchor.detach().clone()
+        score[positive] += positive_box_loss.detach()
+        boxes = OHEM_NMS_BOXES[self.ohem_nms_boxes](anchors, box_deltas, self.box_coder)
         ohem = self.loss_cfg.ohem
-        return ohem_select(score, boxes, positive, valid, batch_size=ohem.batch_per_image,
+        return ohem_select(score, boxes, positive, assignment.labels >= 0, batch_size=ohem.batch_per_image,
                            nms_thresh=ohem.nms_thresh, max_pos_fraction=ohem.max_pos_fraction)
 
     # ---- normaliser ----------------------------------------------------------
 
     def _normalizer(self, num_pos: float, num_images: int) -> float:
-        """The divisor of the summed losses, by loss_cfg.normalizer (updates the EMA)."""
-        kind = self.loss_cfg.normalizer
-        if kind == "num_pos":
-            return max(1.0, num_pos)
-        if kind == "num_pos_plus_images":
-            return num_pos + num_images
-        momentum = self.loss_cfg.normalizer_momentum  # "ema"
-        self.ema_normalizer = momentum * self.ema_normalizer + (1.0 - momentum) * max(1.0, num_pos)
-        return self.ema_normalizer
+        """The divisor of the summed losses, by loss_cfg.normalizer (may update `state`)."""
+        cfg = self.loss_cfg
+        return NORMALIZERS[cfg.normalizer](self.state, num_pos, num_images, cfg.normalizer_momentum)
 
     def state_dict(self) -> dict[str, float]:
-        """The moving-average normaliser, for checkpoints."""
-        return {"ema_normalizer": self.ema_normalizer}
+        """The moving-average normaliser, for checkpoints (plain floats)."""
+        return {key: float(value) for key, value in self.state.items()}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
-        self.ema_normalizer = float(state["ema_normalizer"])
+        self.state.update({key: float(state[key]) for key in self.state})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 from pycocotools.coco import COCO
@@ -47,7 +47,12 @@ def _faster_stats(coco_gt: COCO, detections: list[dict], image_ids: Optional[lis
     return list(evaluator.stats)
 
 
-_BACKENDS = {"pycocotools": _pycocotools_stats, "faster_coco_eval": _faster_stats}
+# eval.backend -> (coco_gt, detections, image_ids) -> COCOeval.stats. The
+# registry config validation reads; the first is the default.
+BACKENDS: dict[str, Callable[[COCO, list[dict], Optional[list[int]]], list[float]]] = {
+    "faster_coco_eval": _faster_stats,
+    "pycocotools": _pycocotools_stats,
+}
 
 
 def coco_metrics(coco_gt: COCO, detections: list[dict], backend: str = "faster_coco_eval",
@@ -61,12 +66,12 @@ def coco_metrics(coco_gt: COCO, detections: list[dict], backend: str = "faster_c
     None evaluates every image of `coco_gt`. With no detections at all every
     metric is 0 (COCO's loadRes rejects an empty list).
     """
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend={backend!r} must be one of {', '.join(_BACKENDS)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} must be one of {', '.join(BACKENDS)}")
     if not detections:
         return {name: 0.0 for name in METRIC_NAMES}
     with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its whole summary
-        stats = _BACKENDS[backend](coco_gt, detections, image_ids)
+        stats = BACKENDS[backend](coco_gt, detections, image_ids)
     return {name: float(value) for name, value in zip(METRIC_NAMES, stats)}
 
 

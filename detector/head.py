@@ -9,23 +9,33 @@ not share parameters with it. Both are shared across pyramid levels.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
+# model.head_norm -> the layer after each head conv (channels -> module), or
+# None for the paper's head. "group" is torchvision's RetinaNet v2 head,
+# which trains much faster from scratch.
+HEAD_NORMS: dict[str, Optional[Callable[[int], nn.Module]]] = {
+    "none": None,
+    "group": lambda channels: nn.GroupNorm(min(32, channels), channels),
+}
+
 
 def _subnet(in_channels: int, channels: int, num_convs: int, out_channels: int, norm: str) -> nn.Sequential:
-    """`num_convs` x (3x3 conv [+ GroupNorm] + ReLU) then a 3x3 conv to `out_channels`.
+    """`num_convs` x (3x3 conv [+ norm] + ReLU) then a 3x3 conv to `out_channels`.
 
-    norm "none" is the paper's head; "group" adds GroupNorm after each conv
-    (torchvision's RetinaNet v2), which trains much faster from scratch.
+    `norm` is a name of `HEAD_NORMS`: "none" is the paper's head.
     """
+    if norm not in HEAD_NORMS:
+        raise ValueError(f"model.head_norm={norm!r} must be one of {', '.join(HEAD_NORMS)}")
+    make_norm = HEAD_NORMS[norm]
     layers: list[nn.Module] = []
     for index in range(num_convs):
         layers.append(nn.Conv2d(in_channels if index == 0 else channels, channels, 3, padding=1))
-        if norm == "group":
-            layers.append(nn.GroupNorm(min(32, channels), channels))
+        if make_norm is not None:
+            layers.append(make_norm(channels))
         layers.append(nn.ReLU(inplace=True))
     last_in = channels if num_convs > 0 else in_channels
     layers.append(nn.Conv2d(last_in, out_channels, 3, padding=1))

@@ -66,6 +66,12 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
     return images, targets
 
 
+def _criterion(model: nn.Module) -> Optional[object]:
+    """The model's loss object if it has state to checkpoint (RetinaNet.criterion), else None."""
+    criterion = getattr(model, "criterion", None)
+    return criterion if hasattr(criterion, "state_dict") and hasattr(criterion, "load_state_dict") else None
+
+
 class Trainer:
     """Runs the iteration loop of one model; state (iteration, optimiser) is checkpointable."""
 
@@ -104,8 +110,16 @@ class Trainer:
                 "loss_box": losses["loss_box"].item(), "num_pos": float(losses["num_pos"])}
 
     def state_dict(self) -> dict:
+        """Everything a resumed run needs, as tensors, numbers, lists and dicts only, so that a
+        checkpoint loads with torch.load(..., weights_only=True) (no pickled objects).
+
+        "criterion" holds the loss's running state (the "ema" normaliser), which
+        is not a parameter or buffer of the model.
+        """
+        criterion = _criterion(self.model)
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "criterion": criterion.state_dict() if criterion else {},
                 "iteration": self.iteration, "images_seen": self.images_seen,
                 "train_seconds": self.train_seconds, "torch_rng": torch.get_rng_state()}
 
@@ -114,6 +128,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        criterion = _criterion(self.model)
+        if criterion and state.get("criterion"):
+            criterion.load_state_dict(state["criterion"])
         self.iteration, self.images_seen = state["iteration"], state["images_seen"]
         self.train_seconds = state["train_seconds"]
         torch.set_rng_state(state["torch_rng"])
@@ -123,6 +140,10 @@ class Trainer:
         tmp = path.with_suffix(".tmp")
         torch.save(self.state_dict(), tmp)
         tmp.replace(path)
+
+    def load(self, path: Path) -> None:
+        """Continue from a checkpoint written by `save` (loaded with weights_only=True)."""
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
 
     def fit(self, batches: Iterator[Batch], report: Optional[Report] = None,
             evaluate: Optional[Callable[[int], dict]] = None, checkpoint: Optional[Path] = None) -> None:

@@ -48,7 +48,7 @@ def _speed(model: RetinaNet, val_set, cfg: TrialConfig, device: torch.device) ->
 def _resume(trainer: Trainer, checkpoint: Path) -> None:
     """Continue an interrupted trial from its last checkpoint, if there is one."""
     if checkpoint.is_file():
-        trainer.load_state_dict(torch.load(checkpoint, map_location=trainer.device, weights_only=False))
+        trainer.load(checkpoint)
 
 
 def run_trial(cfg: TrialConfig, *, workdir: Path, report: Optional[Report] = None) -> dict[str, float]:

@@ -16,9 +16,11 @@ from mlflow.entities import Run
 from ray import cloudpickle, tune
 from ray.tune.experiment import Trial
 
-from sweeps.plan import SweepPlan
-from sweeps.tracking import FAILED, FINISHED, KILLED, SweepTracker
-from sweeps.trainable import FINAL_FLAG
+from analysis import layout
+from analysis.layout import FAILED, FINISHED, KILLED
+from sweeps.plan import Cell, SweepPlan
+from sweeps.tracking import SweepTracker
+from sweeps.trainable import FINAL_FLAG, cell_of
 
 # What a trial reports beside the metrics: never logged as MLflow metrics.
 NOT_METRICS = {"iteration", "iterations", FINAL_FLAG, "node_id", "done", "training_iteration", "trial_id",
@@ -34,11 +36,13 @@ class MlflowCallback(tune.Callback):
     Keeps no tally of its own: what happened is read back from MLflow, so it
     also works where Tune runs it on the cluster (Ray Client, `ray://`)."""
 
-    def __init__(self, plan: SweepPlan, tracker: SweepTracker, previous: dict[str, Run]) -> None:
+    def __init__(self, plan: SweepPlan, tracker: SweepTracker, previous: dict[str, Run], invocation: str) -> None:
         self.plan = plan
         self.tracker = tracker
+        self.invocation = invocation
         self.previous = previous  # cell key -> unfinished child run of an earlier invocation
         self.runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
+        self.cells: dict[str, Cell] = {}  # Tune trial id -> its cell (a search's is built once, here)
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable: the MLflow client is rebuilt from its URI where Tune unpickles this."""
@@ -64,12 +68,10 @@ class MlflowCallback(tune.Callback):
         return self.runs[trial.trial_id]
 
     def _open_run(self, trial: Trial) -> None:
-        cell = self.plan.cell_for(trial.config)
-        extra = {"sweep.name": self.plan.spec.name, "sweep.invocation": self.plan.invocation}
-        if self.plan.spec.kind == "search":
-            extra["sweep.trial_id"] = trial.trial_id
-        reuse = self.previous.pop(cell.key, None) if self.plan.spec.kind == "grid" else None
-        self.runs[trial.trial_id] = self.tracker.start_child(cell, cell.trial_values(self.plan.base), reuse, extra)
+        cell = self.cells[trial.trial_id] = cell_of(trial.config, self.plan)
+        extra = {layout.TRIAL_ID: trial.trial_id} if self.plan.kind == "search" else {}
+        reuse = self.previous.pop(cell.key, None) if self.plan.kind == "grid" else None
+        self.runs[trial.trial_id] = self.tracker.start_child(self.plan, cell, reuse, self.invocation, extra)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         run_id = self._run_of(trial)
@@ -77,16 +79,16 @@ class MlflowCallback(tune.Callback):
         if metrics:
             self.tracker.log_metrics(run_id, metrics, step=int(result.get("iteration", 0)))
         if result.get(FINAL_FLAG):
-            self.tracker.set_tags(run_id, {"ray.node_id": result.get("node_id", ""),
-                                           "ray.node_ip": result.get("node_ip", "")})
+            self.tracker.set_tags(run_id, {layout.NODE_ID: result.get("node_id", ""),
+                                           layout.NODE_IP: result.get("node_ip", "")})
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         run_id = self._run_of(trial)
         if (trial.last_result or {}).get(FINAL_FLAG):
             self._log_outputs(run_id, trial.checkpoint)
             status = FINISHED
-        elif self.plan.spec.kind == "search":  # stopped by ASHA: a finished, shorter trial
-            self.tracker.set_tags(run_id, {"sweep.early_stopped": "true"})
+        elif self.plan.kind == "search":  # stopped by ASHA: a finished, shorter trial
+            self.tracker.set_tags(run_id, {layout.EARLY_STOPPED: "true"})
             status = FINISHED
         else:  # a grid trial stopped before its end: the sweep was interrupted
             status = KILLED
@@ -100,7 +102,7 @@ class MlflowCallback(tune.Callback):
     def _drop_workdir(self, trial: Trial) -> None:
         """A finished trial's folder (model.pt, metrics.json) is in MLflow now.
         On a multi-machine cluster the folder may be on another node: then there is nothing here."""
-        workdir = self.plan.workdir(self.plan.cell_for(trial.config), trial.trial_id)
+        workdir = self.plan.workdir(self.cells[trial.trial_id], trial.trial_id)
         if workdir.is_dir():
             shutil.rmtree(workdir)
 

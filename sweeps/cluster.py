@@ -46,11 +46,11 @@ def check_resources(cluster: dict[str, Any]) -> None:
     """One-line errors for impossible per-trial resources (before anything starts)."""
     cpus, gpus, num_cpus = cluster.get("cpus_per_trial"), cluster.get("gpus_per_trial") or 0, cluster.get("num_cpus")
     if not isinstance(cpus, (int, float)) or cpus <= 0:
-        raise ConfigError(f"cluster.cpus_per_trial={cpus!r} must be > 0")
+        raise ConfigError(f"cluster.cpus_per_trial={cpus:g} must be > 0")
     if not isinstance(gpus, (int, float)) or gpus < 0 or (gpus > 1 and gpus != int(gpus)):
-        raise ConfigError(f"cluster.gpus_per_trial={gpus!r} must be >= 0 (a fraction below 1, or whole GPUs)")
+        raise ConfigError(f"cluster.gpus_per_trial={gpus:g} must be >= 0 (a fraction below 1, or whole GPUs)")
     if num_cpus is not None and (not isinstance(num_cpus, int) or num_cpus < cpus):
-        raise ConfigError(f"cluster.num_cpus={num_cpus!r} must be an integer >= cluster.cpus_per_trial={cpus}")
+        raise ConfigError(f"cluster.num_cpus={num_cpus!r} must be an integer >= cluster.cpus_per_trial={cpus:g}")
 
 
 def quiet_ray() -> None:

@@ -1,50 +1,144 @@
-"""What the driver hands to every trial: a small picklable description of the
-sweep, shared by the Ray trainable (in the workers) and the MLflow callback
-(in the driver), so both derive the same cell from a Tune trial's config.
+"""The plan of one sweep: everything it will run, built and validated once.
+
+`build_plan(cfg, overrides)` turns the composed config into a `SweepPlan`:
+the base trial config, one `Cell` per trial of a grid (its dotted overrides,
+its seed and its validated `TrialConfig`, built here once and handed to Tune
+as it is), or the search space of an Optuna search, plus the cluster,
+tracking and table settings. A bad value anywhere is a one-line
+`ConfigError` naming it (and the cell), before any cluster starts.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import importlib
+import importlib.util
+import itertools
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
-from sweeps.space import Cell, SweepSpec, search_cell
+from omegaconf import DictConfig, OmegaConf
 
-DEFAULT_TRIAL_FUNCTION = "detector.trial:run_trial"
+from analysis import layout
+from detector.config import ConfigError, TrialConfig
+from sweeps.compose import resolved
+from sweeps.schema import trial_part
+
+KINDS = ("grid", "search")
+_COLLECTIONS = ("grid", "cells", "table", "trimmed")
+PARAM_TYPES = ("float", "int", "categorical")
 
 
-@dataclass
+@dataclass(frozen=True)
+class Cell:
+    """One trial: dotted overrides of the base config, a seed, and the trial config they make."""
+
+    overrides: dict[str, Any]
+    seed: int
+    config: TrialConfig
+
+    @property
+    def key(self) -> str:
+        """Stable name, e.g. `loss.alpha=0.25,loss.gamma=2.0,seed=0` (the `sweep.cell` tag)."""
+        return layout.cell_key(self.overrides, self.seed)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """An open search: Optuna samples `space`, ASHA stops trials early."""
+
+    space: dict[str, dict[str, Any]]
+    num_samples: int = 1
+    metric: str = "AP"
+    mode: str = "max"
+    sampler: str = "tpe"
+    asha: dict[str, Any] = field(default_factory=dict)
+    eval_every: int = 50  # iterations between the evaluations ASHA compares
+    storage: str = "optuna-journal.log"
+    study_name: Optional[str] = None
+
+    @property
+    def fixed(self) -> dict[str, Any]:
+        """Overrides every search trial gets: evaluations ASHA can compare."""
+        return {"train.eval_every": self.eval_every}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """The `sweep:` section as written (before `trimmed` and expansion)."""
+
+    name: str
+    kind: str = "grid"
+    grid: dict[str, list] = field(default_factory=dict)
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    seeds: int = 1
+    resume: bool = True
+    table: dict[str, Any] = field(default_factory=dict)
+    trimmed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    search: Optional[SearchSpec] = None
+
+
+@dataclass(frozen=True)
 class SweepPlan:
-    """The base trial config, the sweep and where trials work."""
+    """A validated sweep: nothing has been started or written yet."""
 
-    base: dict[str, Any]  # nested trial config (model, loss, data, train, eval)
-    spec: SweepSpec
-    name: str  # <sweep>-<parent run id[:8]>: names this sweep's folders
-    invocation: str  # unique per run of the command: tags the child runs it touches
-    work_root: Optional[str] = None  # absolute, on this machine; None: a temp folder on each worker
-    cells: dict[str, Cell] = field(default_factory=dict)  # grid cells by key
-    cpus_per_trial: float = 1.0
-    trial_function: str = DEFAULT_TRIAL_FUNCTION  # "module:function"
+    name: str
+    kind: str  # grid | search
+    profile: str
+    base: dict[str, Any]  # the nested trial config every cell starts from
+    cells: tuple[Cell, ...]  # grid sweeps; a search makes its cells as Optuna samples them
+    search: Optional[SearchSpec]
+    seeds: int
+    resume: bool
+    table: dict[str, Any]  # the sweep's table declaration (analysis/declaration.py reads it)
+    cluster: dict[str, Any]
+    tracking_uri: Optional[str]
+    experiment: str
+    max_failures: int
+    trial_function: str  # "module:function"
+    output_dir: Path
+    reports_root: Path  # the report goes to <reports_root>/<name>/
+    config_yaml: str  # the composed config, logged to the parent run
+    work_root: Optional[str] = None  # set by the driver: trial folders (None: a temp folder on each worker)
 
     @property
     def base_seed(self) -> int:
         return int(self.base["train"]["seed"])
 
-    def cell_for(self, config: dict[str, Any]) -> Cell:
-        """The cell of a Tune trial config ({"cell": key} for a grid, the sampled values for a search)."""
-        if self.spec.kind == "grid":
-            return self.cells[config["cell"]]
-        return search_cell(self.spec, config, self.base_seed)
+    @property
+    def base_hash(self) -> str:
+        """Short stable hash of the base trial config: resume finds the parent by it."""
+        text = json.dumps(self.base, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def swept_keys(self) -> set[str]:
+        """Dotted keys some cell (or the search) sets: the parent logs only the others."""
+        keys = {name for cell in self.cells for name in cell.overrides} | {"train.seed"}
+        if self.search is not None:
+            keys |= set(self.search.space) | set(self.search.fixed)
+        return keys
+
+    def search_cell(self, sampled: Mapping[str, Any]) -> Cell:
+        """The cell of one point Optuna sampled (categorical list choices travel as JSON)."""
+        return make_cell(self.base, self.search_overrides(sampled), self.base_seed)
+
+    def search_overrides(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
+        """The dotted overrides of a sampled point, the fixed ones included."""
+        assert self.search is not None, "search_overrides of a grid sweep"
+        overrides = {name: _decode_choice(param, sampled[name]) for name, param in self.search.space.items()}
+        return {**overrides, **self.search.fixed}
 
     def workdir(self, cell: Cell, trial_id: str) -> Path:
         """Folder of one trial, on the node that runs it. Grid cells keep theirs
         across resumes, so a trial with train.checkpoint_every continues from
         its checkpoint (on another machine, only if it lands on the same node)."""
-        name = cell.key if self.spec.kind == "grid" else f"{trial_id}-{cell.key}"
+        name = cell.key if self.kind == "grid" else f"{trial_id}-{cell.key}"
         digest = hashlib.sha1(name.encode()).hexdigest()[:12]
         root = Path(self.work_root) if self.work_root else Path(tempfile.gettempdir()) / "retinanet-sweeps" / self.name
         return root / digest
@@ -53,3 +147,211 @@ class SweepPlan:
         """Import `module:function` (the real detector unless a test or benchmark swaps it)."""
         module_name, _, attribute = self.trial_function.partition(":")
         return getattr(importlib.import_module(module_name), attribute)
+
+
+# -- building the plan ---------------------------------------------------------
+def build_plan(cfg: DictConfig, overrides: Sequence[str] = ()) -> SweepPlan:
+    """The plan of a composed config (raises ConfigError, one line).
+    `overrides`: the command line's, so sweep keys given there beat `trimmed`."""
+    values = resolved(cfg)
+    if not values.get("sweep"):
+        raise ConfigError("no sweep given: add +sweep=<name>")
+    profile = str(values.get("profile_name") or "custom")
+    spec = parse_sweep(values["sweep"])
+    spec = apply_trimmed(spec, profile, command_line_keys(overrides))
+    _check_table(spec.table)
+    base = _absolute_paths(trial_part(values))
+    TrialConfig.from_dict(base)  # the base itself must be valid, whatever the cells change
+    cluster = values["cluster"]
+    _check_orchestration(values, cluster)
+    cells = tuple(grid_cells(spec, base)) if spec.kind == "grid" else ()
+    if spec.search is not None:
+        _check_search_corners(spec.search, base)
+    return SweepPlan(
+        name=spec.name, kind=spec.kind, profile=profile, base=base, cells=cells, search=spec.search,
+        seeds=spec.seeds, resume=spec.resume, table=spec.table, cluster=cluster,
+        tracking_uri=values["tracking"]["uri"], experiment=values["tracking"]["experiment"],
+        max_failures=values["trial"]["max_failures"], trial_function=values["trial"]["function"],
+        output_dir=Path(values["output_dir"]).resolve(), reports_root=Path(values["reports_dir"]).resolve(),
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def make_cell(base: Mapping[str, Any], overrides: Mapping[str, Any], seed: int) -> Cell:
+    """A cell with its trial config built and validated (ConfigError names the cell)."""
+    overrides = dict(overrides)
+    try:
+        config = TrialConfig.from_dict(apply_overrides(base, {**overrides, "train.seed": seed}))
+    except ConfigError as error:
+        raise ConfigError(f"{error} (sweep cell {layout.cell_key(overrides, seed)})") from None
+    return Cell(overrides, seed, config)
+
+
+def apply_overrides(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy of nested `values` with dotted `overrides` ({"loss.alpha": 0.5}) set."""
+    result = copy.deepcopy(dict(values))
+    for dotted, value in overrides.items():
+        node = result
+        *parents, leaf = dotted.split(".")
+        for name in parents:
+            if not isinstance(node.get(name), dict):
+                raise ConfigError(f"unknown key {dotted} in sweep overrides")
+            node = node[name]
+        if leaf not in node:
+            raise ConfigError(f"unknown key {dotted} in sweep overrides")
+        node[leaf] = value
+    return result
+
+
+def grid_cells(spec: SweepSpec, base: Mapping[str, Any]) -> list[Cell]:
+    """Cartesian product of the grid, then the explicit cells, each with
+    `spec.seeds` seeds (base seed, base seed + 1, ...); duplicates dropped."""
+    names = list(spec.grid)
+    combos = [dict(zip(names, values)) for values in itertools.product(*spec.grid.values())] if names else []
+    base_seed = int(base["train"]["seed"])
+    cells: dict[str, Cell] = {}
+    for overrides in [*combos, *spec.cells]:
+        for seed in range(base_seed, base_seed + spec.seeds):
+            if layout.cell_key(overrides, seed) not in cells:
+                cell = make_cell(base, overrides, seed)
+                cells[cell.key] = cell
+    return list(cells.values())
+
+
+# -- the sweep section -----------------------------------------------------------
+def parse_sweep(raw: Mapping[str, Any]) -> SweepSpec:
+    """The plain `sweep:` dict as a SweepSpec; unknown keys and bad values are one line."""
+    raw = dict(raw)
+    kind = raw.get("kind", "grid")
+    if kind not in KINDS:
+        raise ConfigError(f"sweep.kind={kind!r} must be one of {', '.join(KINDS)}")
+    search_keys = {f.name for f in dataclasses.fields(SearchSpec)}
+    spec_keys = {f.name for f in dataclasses.fields(SweepSpec)} - {"search"}
+    allowed = spec_keys | (search_keys if kind == "search" else set())
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown key sweep.{unknown[0]}; allowed: {', '.join(sorted(allowed))}")
+    if "name" not in raw:
+        raise ConfigError("sweep.name is missing: every sweep file names itself")
+    search = SearchSpec(**{k: raw.pop(k) for k in search_keys if k in raw}) if kind == "search" else None
+    # `grid: {}` or `table:` left empty in YAML arrive as None: the field's default then
+    spec = SweepSpec(**{k: v for k, v in raw.items() if v is not None or k not in _COLLECTIONS}, search=search)
+    _check_spec(spec)
+    return spec
+
+
+def apply_trimmed(spec: SweepSpec, profile: str, explicit: frozenset[str]) -> SweepSpec:
+    """`trimmed[profile]` replaces grid keys (grid sweeps) or search settings;
+    keys given on the command line (`explicit`, e.g. {"num_samples"}) win."""
+    trimmed = (spec.trimmed or {}).get(profile) or {}
+    if not trimmed:
+        return spec
+    if spec.kind == "grid":
+        grid = spec.grid if "grid" in explicit else {**spec.grid, **trimmed}
+        spec = dataclasses.replace(spec, grid=grid)
+    else:
+        changes = {k: v for k, v in trimmed.items() if k not in explicit}
+        spec = dataclasses.replace(spec, search=dataclasses.replace(spec.search, **changes))
+    _check_spec(spec)
+    return spec
+
+
+def command_line_keys(overrides: Sequence[str]) -> frozenset[str]:
+    """Top-level sweep keys set by Hydra overrides: ["sweep.num_samples=2"] -> {"num_samples"}."""
+    names = (item.lstrip("+~").partition("=")[0] for item in overrides)
+    return frozenset(name.split(".")[1] for name in names if name.startswith("sweep."))
+
+
+def _check_spec(spec: SweepSpec) -> None:
+    if not isinstance(spec.seeds, int) or spec.seeds < 1:
+        raise ConfigError(f"sweep.seeds={spec.seeds!r} must be an integer >= 1")
+    for name, values in spec.grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"sweep.grid.{name}={values!r} must be a non-empty list of values")
+    if spec.kind == "grid" and not spec.grid and not spec.cells:
+        raise ConfigError(f"sweep {spec.name} has neither grid nor cells: nothing to run")
+    if spec.search is not None:
+        _check_search(spec.search, spec.name)
+
+
+def _check_search(search: SearchSpec, name: str) -> None:
+    from sweeps.search import check_search  # Optuna-specific checks live beside Optuna
+
+    if not search.space:
+        raise ConfigError(f"sweep {name} is a search but sweep.space is empty")
+    for key, param in search.space.items():
+        if param.get("type") not in PARAM_TYPES:
+            raise ConfigError(f"sweep.space.{key}.type={param.get('type')!r} must be one of {', '.join(PARAM_TYPES)}")
+        if param["type"] == "categorical" and not param.get("choices"):
+            raise ConfigError(f"sweep.space.{key}.choices must be a non-empty list")
+        if param["type"] != "categorical" and not param.get("low", 0) <= param.get("high", -1):
+            raise ConfigError(f"sweep.space.{key} needs low <= high, got {param.get('low')!r}, {param.get('high')!r}")
+    if not isinstance(search.num_samples, int) or search.num_samples < 1:
+        raise ConfigError(f"sweep.num_samples={search.num_samples!r} must be an integer >= 1")
+    if search.mode not in ("max", "min"):
+        raise ConfigError(f"sweep.mode={search.mode!r} must be max or min")
+    if not isinstance(search.eval_every, int) or search.eval_every < 1:
+        raise ConfigError(f"sweep.eval_every={search.eval_every!r} must be an integer >= 1 (ASHA compares evaluations)")
+    check_search(search)
+
+
+def _check_search_corners(search: SearchSpec, base: Mapping[str, Any]) -> None:
+    """Validate the ends of each search dimension (others at the base value):
+    a space reaching outside the allowed values is rejected before it runs."""
+    for name, param in search.space.items():
+        ends = param["choices"] if param["type"] == "categorical" else [param["low"], param["high"]]
+        for value in ends:
+            make_cell(base, {name: value, **search.fixed}, int(base["train"]["seed"]))
+
+
+def _check_table(table: Mapping[str, Any]) -> None:
+    """The table declaration is analysis/'s to read: a bad one fails here, before the trials."""
+    from analysis.declaration import DeclarationError, parse_table
+
+    try:
+        parse_table(table)
+    except DeclarationError as error:
+        raise ConfigError(str(error)) from None  # its message names the sweep.table key
+
+
+def _decode_choice(param: Mapping[str, Any], value: Any) -> Any:
+    """Optuna's categorical choices must be scalars: list choices travel as JSON text."""
+    if param["type"] == "categorical" and any(isinstance(c, (list, dict)) for c in param["choices"]):
+        return json.loads(value)
+    return value
+
+
+# -- orchestration settings ------------------------------------------------------
+def _check_orchestration(values: Mapping[str, Any], cluster: Mapping[str, Any]) -> None:
+    from sweeps.cluster import check_client, check_resources
+
+    check_resources(dict(cluster))
+    check_client(cluster.get("address"), values["tracking"]["uri"])
+    max_failures = values["trial"]["max_failures"]
+    if max_failures < 0:
+        raise ConfigError(f"trial.max_failures={max_failures!r} must be an integer >= 0")
+    _check_trial_function(str(values["trial"]["function"]))
+
+
+def _check_trial_function(path: str) -> None:
+    """`module:function` must name a module that exists (found, not imported:
+    the detector pulls in torch, which the driver does not need)."""
+    module, sep, function = path.partition(":")
+    if not sep or not module or not function:
+        raise ConfigError(f"trial.function={path!r} must be module:function, e.g. detector.trial:run_trial")
+    try:
+        found = importlib.util.find_spec(module)
+    except ModuleNotFoundError:  # a parent package is missing: the same answer
+        found = None
+    if found is None:
+        raise ConfigError(f"trial.function={path!r}: no module {module!r} here")
+
+
+def _absolute_paths(base: dict[str, Any]) -> dict[str, Any]:
+    """Relative data paths are meant from where the command runs; Ray workers
+    run elsewhere, so anchor them here ("~" is left for the worker to expand)."""
+    data = dict(base["data"])
+    for key in ("root", "cache_dir"):
+        value = data.get(key)
+        if value and not str(value).startswith(("/", "~")):
+            data[key] = str(Path(value).resolve())
+    return {**base, "data": data}

@@ -5,7 +5,6 @@ estimated time left). Fed by a Tune callback in the driver.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -18,8 +17,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from analysis import layout
 from sweeps.plan import SweepPlan
-from sweeps.space import Cell, search_fixed
 from sweeps.trainable import FINAL_FLAG
 
 _MISSING = object()
@@ -157,9 +156,13 @@ class ProgressCallback(tune.Callback):
         return {}
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        cell = self.plan.cell_for(trial.config)
-        total = int(cell.trial_values(self.plan.base)["train"]["iterations"])
-        self.board.add(trial.trial_id, trial_label(cell, self.constant, self.plan.spec.seeds > 1), total)
+        if self.plan.kind == "grid":
+            cell = trial.config["cell"]
+            overrides, seed, total = cell.overrides, cell.seed, cell.config.train.iterations
+        else:  # the sampled values are enough for a label: no trial config is built here
+            overrides, seed = self.plan.search_overrides(trial.config), self.plan.base_seed
+            total = int(overrides.get("train.iterations", self.plan.base["train"]["iterations"]))
+        self.board.add(trial.trial_id, trial_label(overrides, seed, self.constant, self.plan.seeds > 1), total)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         fields: dict[str, Any] = {"iteration": int(result.get("iteration", 0))}
@@ -186,8 +189,9 @@ class MlflowPoller:
 
     STATUS = {"RUNNING": "RUNNING", "FINISHED": "DONE", "FAILED": "FAILED", "KILLED": "STOPPED"}
 
-    def __init__(self, tracker: Any, plan: SweepPlan, board: ProgressBoard, every: float = 3.0) -> None:
-        self.tracker, self.plan, self.board, self.every = tracker, plan, board, every
+    def __init__(self, tracker: Any, plan: SweepPlan, invocation: str, board: ProgressBoard,
+                 every: float = 3.0) -> None:
+        self.tracker, self.plan, self.invocation, self.board, self.every = tracker, plan, invocation, board, every
         self.constant = constant_overrides(plan)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="mlflow-progress", daemon=True)
@@ -208,13 +212,13 @@ class MlflowPoller:
     def poll(self) -> None:
         """One look at this invocation's child runs."""
         for run in self.tracker.children():
-            if run.data.tags.get("sweep.invocation") != self.plan.invocation:
+            if run.data.tags.get(layout.INVOCATION) != self.invocation:
                 continue
             run_id, tags = run.info.run_id, run.data.tags
             if run_id not in self.board.lines:
-                cell = Cell(json.loads(tags.get("sweep.overrides", "{}")), int(tags.get("sweep.seed", 0)))
+                overrides, seed = layout.decode_overrides(tags.get(layout.OVERRIDES)), int(tags.get(layout.SEED, 0))
                 total = int(run.data.params.get("train.iterations", 0))
-                self.board.add(run_id, trial_label(cell, self.constant, self.plan.spec.seeds > 1), total)
+                self.board.add(run_id, trial_label(overrides, seed, self.constant, self.plan.seeds > 1), total)
             self.board.update(run_id, **self._fields(run))
 
     def _fields(self, run: Any) -> dict[str, Any]:
@@ -231,28 +235,27 @@ class MlflowPoller:
 
 def constant_overrides(plan: SweepPlan) -> dict[str, Any]:
     """Overrides every trial shares (loss.name=focal in gamma_alpha): not worth a column of the display."""
-    if plan.spec.kind == "search":
-        return dict(search_fixed(plan.spec))
-    cells = list(plan.cells.values())
-    shared = dict(cells[0].overrides) if cells else {}
-    for cell in cells[1:]:
+    if plan.search is not None:
+        return dict(plan.search.fixed)
+    shared = dict(plan.cells[0].overrides) if plan.cells else {}
+    for cell in plan.cells[1:]:
         shared = {k: v for k, v in shared.items() if cell.overrides.get(k, _MISSING) == v}
     return shared
 
 
-def trial_label(cell: Cell, constant: dict[str, Any], with_seed: bool) -> str:
+def trial_label(overrides: dict[str, Any], seed: int, constant: dict[str, Any], with_seed: bool) -> str:
     """What tells this trial apart: its varying overrides (floats shortened), and the seed if seeds vary."""
-    parts = [f"{name.rsplit('.', 1)[-1] if _unique_leaf(name, cell) else name}={_short(value)}"
-             for name, value in sorted(cell.overrides.items()) if constant.get(name, _MISSING) != value]
+    parts = [f"{name.rsplit('.', 1)[-1] if _unique_leaf(name, overrides) else name}={_short(value)}"
+             for name, value in sorted(overrides.items()) if constant.get(name, _MISSING) != value]
     if with_seed or not parts:
-        parts.append(f"seed={cell.seed}")
+        parts.append(f"seed={seed}")
     return " ".join(parts)
 
 
-def _unique_leaf(name: str, cell: Cell) -> bool:
+def _unique_leaf(name: str, overrides: dict[str, Any]) -> bool:
     """`gamma` reads better than `loss.gamma`, unless two overrides share the leaf name."""
     leaf = name.rsplit(".", 1)[-1]
-    return sum(other.rsplit(".", 1)[-1] == leaf for other in cell.overrides) == 1
+    return sum(other.rsplit(".", 1)[-1] == leaf for other in overrides) == 1
 
 
 def _short(value: Any) -> str:

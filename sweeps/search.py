@@ -4,14 +4,17 @@ ASHA early stopping, over a persistent study (a second run continues it).
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from typing import Any
+
 import optuna
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from detector.config import ConfigError
-from sweeps.space import SweepSpec, optuna_space
+from sweeps.plan import SearchSpec
 
 SAMPLERS = ("tpe", "random")
 
@@ -25,12 +28,12 @@ class EvalOnlyOptunaSearch(OptunaSearch):
             super().on_trial_result(trial_id, result)
 
 
-def study_name(spec: SweepSpec, profile: str) -> str:
-    """sweep.study_name, or search-<profile> (one study per profile by default)."""
-    return spec.study_name or f"{spec.name}-{profile}"
+def study_name(spec: SearchSpec, name: str, profile: str) -> str:
+    """sweep.study_name, or <sweep>-<profile> (one study per profile by default)."""
+    return spec.study_name or f"{name}-{profile}"
 
 
-def check_search(spec: SweepSpec) -> None:
+def check_search(spec: SearchSpec) -> None:
     """One-line errors for the search settings (before anything starts)."""
     if spec.sampler not in SAMPLERS:
         raise ConfigError(f"sweep.sampler={spec.sampler!r} must be one of {', '.join(SAMPLERS)}")
@@ -54,12 +57,12 @@ def optuna_storage(storage: str) -> optuna.storages.BaseStorage:
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
-def make_searcher(spec: SweepSpec, profile: str, base_seed: int) -> tuple[OptunaSearch, int]:
+def make_searcher(spec: SearchSpec, name: str, profile: str, base_seed: int) -> tuple[OptunaSearch, int]:
     """The searcher over the persistent study, and how many trials the study held before."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     storage = optuna_storage(spec.storage)
-    name = study_name(spec, profile)
+    name = study_name(spec, name, profile)
     direction = "maximize" if spec.mode == "max" else "minimize"
     study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction=direction)
     before = len(study.trials)
@@ -73,7 +76,7 @@ def make_searcher(spec: SweepSpec, profile: str, base_seed: int) -> tuple[Optuna
     return searcher, before
 
 
-def make_scheduler(spec: SweepSpec, iterations: int) -> ASHAScheduler:
+def make_scheduler(spec: SearchSpec, iterations: int) -> ASHAScheduler:
     """ASHA on the detector's iteration; grace_period counts evaluations."""
     grace = min(int(spec.asha["grace_period"]) * int(spec.eval_every), iterations)
     return ASHAScheduler(time_attr="iteration", metric=spec.metric, mode=spec.mode, max_t=iterations,
@@ -81,13 +84,35 @@ def make_scheduler(spec: SweepSpec, iterations: int) -> ASHAScheduler:
                          stop_last_trials=False)
 
 
-def study_trial_count(spec: SweepSpec, profile: str) -> int:
+def study_trial_count(spec: SearchSpec, name: str, profile: str) -> int:
     """Trials the persistent study holds now (all states)."""
-    study = optuna.load_study(study_name=study_name(spec, profile), storage=optuna_storage(spec.storage))
+    study = optuna.load_study(study_name=study_name(spec, name, profile), storage=optuna_storage(spec.storage))
     return len(study.trials)
 
 
-def describe_storage(spec: SweepSpec) -> str:
+def describe_storage(spec: SearchSpec) -> str:
     """Where the study lives, for the final summary."""
     return spec.storage if "://" in spec.storage else str(Path(spec.storage).expanduser().resolve())
 
+
+
+def optuna_space(spec: SearchSpec) -> dict[str, Any]:
+    """Optuna distributions of `sweep.space`. Optuna's categorical choices
+    must be scalars, so list choices (aspect ratios) travel as JSON text
+    (`SweepPlan.search_cell` decodes them)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    space: dict[str, Any] = {}
+    for name, param in spec.space.items():
+        log = bool(param.get("log", False))
+        if param["type"] == "float":
+            space[name] = FloatDistribution(param["low"], param["high"], log=log)
+        elif param["type"] == "int":
+            space[name] = IntDistribution(param["low"], param["high"], log=log)
+        else:
+            space[name] = CategoricalDistribution([_encode_choice(c) for c in param["choices"]])
+    return space
+
+
+def _encode_choice(choice: Any) -> Any:
+    return json.dumps(choice) if isinstance(choice, (list, dict)) else choice

@@ -1,23 +1,17 @@
-"""MLflow layout of a sweep: one parent run, one child run per trial.
+"""The MLflow writer of a sweep: one parent run, one child run per trial,
+in the layout `analysis/layout.py` defines (and analysis/ reads).
 
 Only the driver process writes (a local SQLite file must never have several
-writers). Tags follow docs/ARCHITECTURE.md exactly, since analysis/ reads
-them: parent `sweep.name`, `sweep.profile`, `sweep.kind`, `sweep.role`,
-`git_commit`, `config_hash`; child `sweep.role`, `sweep.cell`,
-`sweep.overrides`, `sweep.seed`, `error`.
-
-Resume: the parent is found again by (sweep.name, config_hash, profile); its
-children are matched to cells by `sweep.cell`.
+writers). Resume: the parent is found again by (sweep name, profile, hash of
+the base config); its children are matched to cells by their cell key.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 from urllib.parse import urlparse
@@ -26,23 +20,10 @@ import mlflow
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 
-from sweeps.config import flatten
-from sweeps.space import Cell
+from analysis import layout
+from sweeps.plan import Cell, SweepPlan
 
-PARENT_ID_TAG = "mlflow.parentRunId"
-ERROR_CHARS = 500  # the `error` tag keeps the first 500 characters
 PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
-FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
-
-
-@dataclass(frozen=True)
-class ParentIdentity:
-    """What makes two invocations the same sweep (and so the same parent run)."""
-
-    name: str
-    profile: str
-    kind: str
-    config_hash: str
 
 
 def resolve_tracking_uri(uri: Optional[str]) -> str:
@@ -84,27 +65,23 @@ class SweepTracker:
         return self.client.create_experiment(name, artifact_location=_artifact_location(self.uri, name))
 
     # -- parent ------------------------------------------------------------
-    def find_parent(self, identity: ParentIdentity) -> Optional[Run]:
-        """The newest parent run of this sweep, base config and profile."""
-        query = (f"tags.`sweep.role` = 'parent' and tags.`sweep.name` = '{identity.name}' "
-                 f"and tags.`sweep.profile` = '{identity.profile}' and tags.config_hash = '{identity.config_hash}'")
-        runs = self.client.search_runs([self.experiment_id], query, order_by=["attributes.start_time DESC"],
-                                       max_results=1)
-        return runs[0] if runs else None
+    def find_parent(self, plan: SweepPlan) -> Optional[Run]:
+        """The newest parent run of this sweep, profile and base config."""
+        return layout.latest_parent(self.client, self.experiment_id, plan.name, plan.profile, plan.base_hash)
 
-    def open_parent(self, identity: ParentIdentity, existing: Optional[Run], base: dict[str, Any],
-                    config_yaml: str, commit: str) -> bool:
-        """Reuse `existing` (the parent found for a resume) or create one; returns True when reused."""
+    def open_parent(self, plan: SweepPlan, existing: Optional[Run], commit: str) -> bool:
+        """Reuse `existing` (the parent found for a resume) or create one; returns True when reused.
+        The parent's params are the base values no cell changes (a swept key has no single value)."""
         if existing is not None:
             self.parent_id = existing.info.run_id
-            self.client.update_run(self.parent_id, status=RUNNING)
+            self.client.update_run(self.parent_id, status=layout.RUNNING)
             return True
-        tags = {"sweep.name": identity.name, "sweep.profile": identity.profile, "sweep.kind": identity.kind,
-                "sweep.role": "parent", "git_commit": commit, "config_hash": identity.config_hash}
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"{identity.name}-{identity.profile}")
+        tags = layout.parent_tags(plan.name, plan.profile, plan.kind, plan.base_hash, commit, plan.table)
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"{plan.name}-{plan.profile}")
         self.parent_id = run.info.run_id
-        self._log_params(self.parent_id, flatten(base), existing={})
-        self.client.log_text(self.parent_id, config_yaml, "config.yaml")
+        shared = {k: v for k, v in layout.flatten(plan.base).items() if k not in plan.swept_keys}
+        self._log_params(self.parent_id, shared, existing={})
+        self.client.log_text(self.parent_id, plan.config_yaml, "config.yaml")
         return False
 
     def close_parent(self, status: str, counts: dict[str, int]) -> None:
@@ -114,41 +91,32 @@ class SweepTracker:
 
     # -- children ----------------------------------------------------------
     def children(self, parent_id: Optional[str] = None) -> list[Run]:
-        """All child runs of the parent (any status), following MLflow's pages."""
-        query = f"tags.`{PARENT_ID_TAG}` = '{parent_id or self.parent_id}'"
-        runs: list[Run] = []
-        token = None
-        while True:
-            page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
-            runs.extend(page)
-            token = page.token
-            if not token:
-                return runs
+        """All child runs of the parent (any status), oldest first."""
+        return layout.children(self.client, self.experiment_id, parent_id or self.parent_id)
 
-    def start_child(self, cell: Cell, trial_values: dict[str, Any], reuse: Optional[Run],
+    def start_child(self, plan: SweepPlan, cell: Cell, reuse: Optional[Run], invocation: str,
                     extra_tags: dict[str, str]) -> str:
         """A child run for `cell`: the existing `reuse` (set RUNNING again) or a new one.
-        Logs tags, the flattened trial config as params and config.yaml."""
-        tags = {PARENT_ID_TAG: self.parent_id, "sweep.role": "child", "sweep.cell": cell.key,
-                "sweep.overrides": json.dumps(cell.overrides, sort_keys=True), "sweep.seed": str(cell.seed),
-                **extra_tags}
+        Tags, params and config.yaml all come from the cell."""
+        tags = {**layout.child_tags(self.parent_id, plan.name, cell.overrides, cell.seed, invocation), **extra_tags}
+        trial_values = cell.config.to_dict()
         if reuse is None:
             run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=cell.key[:250]).info.run_id
             existing: dict[str, str] = {}
         else:
             run_id, existing = reuse.info.run_id, dict(reuse.data.params)
-            self.client.update_run(run_id, status=RUNNING)
-            self._log(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-            if "error" in reuse.data.tags:  # a re-run of a failed cell: the old error no longer holds
-                self.client.delete_tag(run_id, "error")
-        self._log_params(run_id, flatten(trial_values), existing)
+            self.client.update_run(run_id, status=layout.RUNNING)
+            self.set_tags(run_id, tags)
+            if layout.ERROR in reuse.data.tags:  # a re-run of a failed cell: the old error no longer holds
+                self.client.delete_tag(run_id, layout.ERROR)
+        self._log_params(run_id, layout.flatten(trial_values), existing)
         self.client.log_text(run_id, _yaml(trial_values), "config.yaml")
         return run_id
 
     def finish_child(self, run_id: str, status: str, error: Optional[str] = None) -> None:
         """End a child run; a failure keeps its error text in the `error` tag."""
         if error is not None:
-            self.client.set_tag(run_id, "error", error[:ERROR_CHARS])
+            self.client.set_tag(run_id, layout.ERROR, error[:layout.ERROR_CHARS])
         self.client.set_terminated(run_id, status=status)
 
     # -- logging -----------------------------------------------------------
@@ -165,7 +133,7 @@ class SweepTracker:
 
     def _log_params(self, run_id: str, flat: dict[str, Any], existing: dict[str, str]) -> None:
         """Params not logged yet (MLflow params are write-once; a reused run has most of them)."""
-        params = [Param(k, _param_text(v)) for k, v in flat.items() if k not in existing]
+        params = [Param(k, layout.param_text(v)) for k, v in flat.items() if k not in existing]
         for start in range(0, len(params), PARAMS_PER_BATCH):
             self._log(run_id, params=params[start:start + PARAMS_PER_BATCH])
 
@@ -174,16 +142,11 @@ class SweepTracker:
         self.client.log_batch(run_id, metrics=list(metrics), params=list(params), tags=list(tags), synchronous=True)
 
 
-def _param_text(value: Any) -> str:
-    """Params are strings; lists keep their JSON form ([0.5, 1.0, 2.0])."""
-    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-
-
 def _yaml(values: dict[str, Any]) -> str:
-    """The resolved trial config as YAML (the `config.yaml` artifact)."""
-    from omegaconf import OmegaConf
+    """The trial config as YAML (the `config.yaml` artifact)."""
+    import yaml
 
-    return OmegaConf.to_yaml(OmegaConf.create(values))
+    return yaml.safe_dump(values, sort_keys=False)
 
 
 def _artifact_location(uri: str, experiment: str) -> Optional[str]:

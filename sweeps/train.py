@@ -1,24 +1,25 @@
-"""One trial from the command line: `python -m sweeps.train [overrides]`.
+"""One trial from the command line: `python -m sweeps.train [overrides] [--config-dir DIR]`.
 
 Trains and evaluates the composed config (default profile: cpu), prints the
 six COCO AP numbers and the inference ms/image, and writes them as
-`metrics.json` in Hydra's output directory (with model.pt and the config).
+`metrics.json` in `<output_dir>/train/<date>/<time>/` (Hydra's `hydra.run.dir`),
+with model.pt and the config.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional, Sequence
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from detector.config import ConfigError
+from detector.config import ConfigError, TrialConfig
 from detector.data.coco import DatasetError
 from detector.evaluate import METRIC_NAMES
 from detector.trial import NonFiniteLossError, run_trial
-from sweeps.config import trial_config
+from sweeps.compose import compose_config, resolved, split_argv
+from sweeps.schema import trial_part
 
 
 def _print_progress(metrics: dict) -> None:
@@ -38,12 +39,15 @@ def format_result(result: dict) -> str:
     return f"{aps}  |  {result['ms_per_image']:.1f} ms/image"
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
-        config = trial_config(cfg)
-        workdir = Path(HydraConfig.get().runtime.output_dir)
-        (workdir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        overrides, config_dir = split_argv(sys.argv[1:] if argv is None else argv)
+        cfg = compose_config(overrides, config_dir, with_hydra=True)
+        values = resolved(cfg)
+        config = TrialConfig.from_dict(trial_part(values))
+        workdir = Path(cfg.hydra.run.dir)  # Hydra's usual place: hydra.run.dir=... moves it
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(values)))
         result = run_trial(config, workdir=workdir, report=_print_progress)
     except (ConfigError, DatasetError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)  # a user error: one line, no traceback

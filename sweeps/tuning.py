@@ -1,30 +1,15 @@
-"""The Ray Tune experiment of one sweep invocation: the trainable with its
-resources, the grid or the Optuna search, retries, callbacks, quiet output.
+"""The Ray Tune run of one sweep invocation: the trainable with its resources,
+the grid or the Optuna search, retries, callbacks, quiet output.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from ray import tune
 
-from sweeps.plan import SweepPlan
-from sweeps.space import Cell
+from sweeps.plan import Cell, SweepPlan
 from sweeps.trainable import train_cell
-
-
-@dataclass
-class Experiment:
-    """Everything Tune needs beyond the plan."""
-
-    name: str  # unique per invocation: resume is ours (MLflow), not Tune's
-    storage_path: str  # absolute; trial checkpoints land here before MLflow
-    cpus_per_trial: float
-    gpus_per_trial: float
-    max_failures: int
-    callbacks: list[tune.Callback]
-    stopper: Optional[tune.Stopper] = None
 
 
 class StopAfterTrials(tune.Callback, tune.Stopper):
@@ -45,36 +30,44 @@ class StopAfterTrials(tune.Callback, tune.Stopper):
         return self.completed >= self.count
 
 
-def grid_tuner(plan: SweepPlan, cells: list[Cell], experiment: Experiment) -> tune.Tuner:
-    """One trial per pending cell; the config names the cell by its key."""
-    space = {"cell": tune.grid_search([cell.key for cell in cells])}
-    return tune.Tuner(_trainable(plan, experiment), param_space=space,
-                      tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
-                      run_config=_run_config(experiment))
+def grid_tuner(plan: SweepPlan, cells: Sequence[Cell], run: tune.RunConfig) -> tune.Tuner:
+    """One trial per pending cell; the config carries the Cell (its trial config built once)."""
+    space = {"cell": tune.grid_search(list(cells))}
+    return tune.Tuner(_trainable(plan), param_space=space,
+                      tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True,
+                                                  trial_dirname_creator=_dirname),
+                      run_config=run)
 
 
-def search_tuner(plan: SweepPlan, searcher: Any, scheduler: Any, num_samples: int,
-                 experiment: Experiment) -> tune.Tuner:
+def search_tuner(plan: SweepPlan, searcher: Any, scheduler: Any, run: tune.RunConfig) -> tune.Tuner:
     """`num_samples` trials proposed by `searcher`, stopped early by `scheduler`."""
-    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
-                                     reuse_actors=True)
-    return tune.Tuner(_trainable(plan, experiment), tune_config=tune_config, run_config=_run_config(experiment))
+    assert plan.search is not None
+    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=plan.search.num_samples,
+                                  reuse_actors=True, trial_dirname_creator=_dirname)
+    return tune.Tuner(_trainable(plan), tune_config=tune_config, run_config=run)
 
 
-def _trainable(plan: SweepPlan, experiment: Experiment) -> Any:
-    """train_cell with the plan put in Ray's object store once, and per-trial resources."""
-    resources = {"cpu": experiment.cpus_per_trial, "gpu": experiment.gpus_per_trial}
-    return tune.with_resources(tune.with_parameters(train_cell, plan=plan), resources)
-
-
-def _run_config(experiment: Experiment) -> tune.RunConfig:
+def run_config(plan: SweepPlan, name: str, storage_path: Optional[str], callbacks: list,
+               stopper: Optional[tune.Stopper]) -> tune.RunConfig:
+    """Tune's settings: where checkpoints go, retries, our callbacks, no Tune output."""
     return tune.RunConfig(
-        name=experiment.name,
-        storage_path=experiment.storage_path,
-        callbacks=experiment.callbacks,
-        stop=experiment.stopper,
-        failure_config=tune.FailureConfig(max_failures=experiment.max_failures),
+        name=name,  # unique per invocation: resume is ours (MLflow), not Tune's
+        storage_path=storage_path,
+        callbacks=callbacks,
+        stop=stopper,
+        failure_config=tune.FailureConfig(max_failures=plan.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         verbose=0,  # our rich display replaces Tune's tables
         log_to_file=False,
     )
+
+
+def _trainable(plan: SweepPlan) -> Any:
+    """train_cell with the plan put in Ray's object store once, and per-trial resources."""
+    resources = {"cpu": float(plan.cluster["cpus_per_trial"]), "gpu": float(plan.cluster.get("gpus_per_trial") or 0)}
+    return tune.with_resources(tune.with_parameters(train_cell, plan=plan), resources)
+
+
+def _dirname(trial: Any) -> str:
+    """Short trial folder names (Tune's default spells out the whole config)."""
+    return f"trial_{trial.trial_id}"

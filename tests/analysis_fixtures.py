@@ -1,10 +1,10 @@
-"""Log a fake sweep with the real MLflow client, following docs/ARCHITECTURE.md's layout.
+"""Log a fake sweep with the real MLflow client, through analysis/layout.py.
 
-A parent run (tags sweep.name/profile/kind/role, git_commit, config_hash;
-params = flattened base config; artifact config.yaml) and one child per
-trial (mlflow.parentRunId, sweep.role=child, sweep.cell, sweep.overrides as
-JSON, sweep.seed, params = flattened trial config, per-step loss and AP,
-final metrics at the last step; FAILED with an `error` tag). Reusable by
+A parent run (layout.parent_tags, with the table declaration of the repo's
+conf/sweep/<name>.yaml; params = the flattened base config; artifact
+config.yaml) and one child per trial (layout.child_tags; params = the
+flattened trial config as layout.param_text writes them; per-step loss and
+AP, final metrics at the last step; FAILED with an `error` tag). Reusable by
 any test that needs a sweep in a tracking store.
 """
 
@@ -18,29 +18,26 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Optional
 
 import pytest
+import yaml
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from analysis import layout
+
 LAST_STEP = 20
 SHM = Path("/dev/shm")
-BASE_CONFIG: dict[str, Any] = {  # the flattened trial config a child logs as params
-    "loss.name": "focal",
-    "loss.alpha": 0.25,
-    "loss.gamma": 2.0,
-    "loss.beta": 1.0,
-    "loss.ohem.batch_per_image": 128,
-    "loss.ohem.nms_thresh": 0.7,
-    "loss.ohem.max_pos_fraction": None,
-    "model.depth": 18,
-    "model.anchors.scales_per_octave": 3,
-    "model.anchors.aspect_ratios": [0.5, 1.0, 2.0],
-    "data.min_size": 128,
-    "data.max_size": 128,
-    "train.seed": 0,
+SWEEP_DIR = Path(__file__).resolve().parents[1] / "conf" / "sweep"
+BASE_CONFIG: dict[str, Any] = {  # the trial config a child logs (flattened) as params
+    "loss": {"name": "focal", "alpha": 0.25, "gamma": 2.0, "beta": 1.0,
+             "ohem": {"batch_per_image": 128, "nms_thresh": 0.7, "max_pos_fraction": None}},
+    "model": {"depth": 18, "anchors": {"scales_per_octave": 3, "aspect_ratios": [0.5, 1.0, 2.0]}},
+    "data": {"min_size": 128, "max_size": 128},
+    "train": {"seed": 0},
 }
+SAME_AS_CONF = object()  # log_fake_sweep's default: the table block of conf/sweep/<name>.yaml
 
 
 @dataclass
@@ -53,7 +50,7 @@ class FakeTrial:
     overrides: dict[str, Any]
     seed: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
-    status: str = "FINISHED"
+    status: str = layout.FINISHED
     error: str = ""
     tags: dict[str, str] = field(default_factory=dict)  # extra child tags
 
@@ -61,13 +58,15 @@ class FakeTrial:
 def fake_metrics(ap: float, ms: float = 10.0) -> dict[str, float]:
     """Final metrics derived from AP (a fraction), distinct per metric."""
     return {"AP": ap, "AP50": ap + 0.15, "AP75": ap + 0.02, "APS": ap - 0.1,
-            "APM": ap + 0.03, "APL": ap + 0.08, "ms_per_image": ms}
+            "APM": ap + 0.03, "APL": ap + 0.08, layout.SPEED_METRIC: ms}
 
 
-def cell_key(overrides: dict[str, Any], seed: int) -> str:
-    """The stable cell key: sorted dotted overrides, then the seed."""
-    parts = [f"{k}={json.dumps(v)}" for k, v in sorted(overrides.items())]
-    return ",".join(parts + [f"seed={seed}"])
+def table_block(sweep: str) -> Optional[dict[str, Any]]:
+    """The `table:` block of the repo's conf/sweep/<sweep>.yaml (None when there is no such file)."""
+    path = SWEEP_DIR / f"{sweep}.yaml"
+    if not path.exists():
+        return None
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("table")
 
 
 def log_fake_sweep(
@@ -75,29 +74,32 @@ def log_fake_sweep(
     name: str,
     trials: list[FakeTrial],
     *,
-    experiment: str = "retinanet-sweeps",
+    experiment: str = layout.EXPERIMENT,
     artifact_location: str | None = None,
     profile: str = "cpu",
     kind: str = "grid",
     start_time: int | None = None,
+    table: Any = SAME_AS_CONF,
 ) -> str:
     """Log a parent run of sweep `name` and its children; returns the parent run id.
 
+    `table`: the declaration the parent carries (default: conf/sweep/<name>.yaml's,
+    none for a name without a file; pass `table_block("gamma_alpha")` for a copy).
     `artifact_location` is used when the experiment is created (keep it
     under the test's tmp_path so nothing is written to the working dir).
     """
     client = MlflowClient(tracking_uri)
     experiment_id = _experiment(client, experiment, artifact_location)
     start = start_time or int(time.time() * 1000)
-    parent = client.create_run(experiment_id, start_time=start, run_name=name, tags={
-        "sweep.name": name, "sweep.profile": profile, "sweep.kind": kind,
-        "sweep.role": "parent", "git_commit": "0" * 40, "config_hash": "abc123"})
+    declaration = table_block(name) if table is SAME_AS_CONF else table
+    tags = layout.parent_tags(name, profile, kind, "abc123", "0" * 40, declaration)
+    parent = client.create_run(experiment_id, start_time=start, run_name=name, tags=tags)
     parent_id = parent.info.run_id
-    client.log_batch(parent_id, params=_params(BASE_CONFIG))
+    client.log_batch(parent_id, params=_params(layout.flatten(BASE_CONFIG)))
     client.log_text(parent_id, json.dumps(BASE_CONFIG), "config.yaml")
     for i, trial in enumerate(trials):
-        _log_child(client, experiment_id, parent_id, trial, start + 1 + i)
-    client.set_terminated(parent_id, "FINISHED")
+        _log_child(client, experiment_id, parent_id, name, trial, start + 1 + i)
+    client.set_terminated(parent_id, layout.FINISHED)
     return parent_id
 
 
@@ -108,19 +110,17 @@ def _experiment(client: MlflowClient, name: str, artifact_location: str | None) 
     return client.create_experiment(name, artifact_location=artifact_location)
 
 
-def _log_child(client: MlflowClient, experiment_id: str, parent_id: str,
+def _log_child(client: MlflowClient, experiment_id: str, parent_id: str, name: str,
                trial: FakeTrial, start: int) -> str:
-    tags = {"mlflow.parentRunId": parent_id, "sweep.role": "child",
-            "sweep.cell": cell_key(trial.overrides, trial.seed),
-            "sweep.overrides": json.dumps(trial.overrides), "sweep.seed": str(trial.seed)}
+    tags = layout.child_tags(parent_id, name, trial.overrides, trial.seed, invocation="test")
     if trial.error:
-        tags["error"] = trial.error[:500]
+        tags[layout.ERROR] = trial.error[:layout.ERROR_CHARS]
     tags.update(trial.tags)
     run = client.create_run(experiment_id, start_time=start, tags=tags)
     run_id = run.info.run_id
-    config = {**BASE_CONFIG, **trial.overrides, "train.seed": trial.seed}
+    config = {**layout.flatten(BASE_CONFIG), **trial.overrides, "train.seed": trial.seed}
     client.log_batch(run_id, params=_params(config), metrics=_metrics(trial))
-    if trial.status != "RUNNING":
+    if trial.status != layout.RUNNING:
         client.set_terminated(run_id, trial.status)
     return run_id
 
@@ -129,17 +129,15 @@ def _metrics(trial: FakeTrial) -> list[Metric]:
     """Per-step losses, a mid-training AP, and the final metrics at the last step."""
     now = int(time.time() * 1000)
     metrics = [Metric("loss", 1.0 / step, now, step) for step in (10, LAST_STEP)]
-    if trial.status != "FINISHED":
+    if trial.status != layout.FINISHED:
         return metrics
     metrics.append(Metric("AP", trial.metrics.get("AP", 0.0) / 2, now, 10))
     metrics += [Metric(k, v, now + 1, LAST_STEP) for k, v in trial.metrics.items()]
     return metrics
 
 
-def _params(config: dict[str, Any]) -> list[Param]:
-    return [Param(k, str(v)) for k, v in config.items()]
-
-
+def _params(config: Mapping[str, Any]) -> list[Param]:
+    return [Param(k, layout.param_text(v)) for k, v in config.items()]
 
 
 # ---------------------------------------------------------------------------
@@ -196,7 +194,7 @@ def _search_trials() -> list[FakeTrial]:
                       "model.anchors.scales_per_octave": i % 4 + 1,
                       "model.anchors.aspect_ratios": [1.0] if i % 2 else [0.5, 1.0, 2.0]}, 0, ap)
               for i, ap in enumerate(SEARCH_AP)]
-    trials[-1].tags["sweep.early_stopped"] = "true"  # ASHA stopped it
+    trials[-1].tags[layout.EARLY_STOPPED] = "true"  # ASHA stopped it
     return trials
 
 
@@ -212,7 +210,7 @@ def log_standard_store(tracking_uri: str, artifact_location: str) -> dict[str, s
 
 def _trial(overrides: dict[str, Any], seed: int, ap: float | None, ms: float = 10.0) -> FakeTrial:
     if ap is None:
-        return FakeTrial(overrides, seed, status="FAILED", error=NAN_ERROR)
+        return FakeTrial(overrides, seed, status=layout.FAILED, error=NAN_ERROR)
     return FakeTrial(overrides, seed, fake_metrics(ap, ms))
 
 

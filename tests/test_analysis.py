@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from types import SimpleNamespace
 
 import pytest
 from tests.analysis_fixtures import (  # noqa: F401  (analysis_store is a fixture)
@@ -20,7 +21,8 @@ from tests.analysis_fixtures import (  # noqa: F401  (analysis_store is a fixtur
 
 from analysis.errors import AnalysisError
 from analysis.paper import load_paper, same_value
-from analysis.runs import TrialRecord, latest_per_cell, load_sweep, open_client, parse_param
+from analysis import layout
+from analysis.runs import load_sweep, open_client, parse_param
 from analysis.table import MISSING, Table
 from analysis.tables import build_tables
 
@@ -112,12 +114,13 @@ def test_missing_sqlite_file_is_an_error_not_a_new_store(tmp_path):
 
 
 def test_resumed_cell_keeps_the_finished_run():
-    def record(run_id, status, start):
-        return TrialRecord(run_id, "loss.alpha=0.25,seed=0", {}, 0, status, "", {}, {}, start)
+    def record(run_id, status, start):  # an mlflow Run lookalike
+        return SimpleNamespace(info=SimpleNamespace(run_id=run_id, status=status, start_time=start),
+                               data=SimpleNamespace(tags={layout.CELL: "loss.alpha=0.25,seed=0"}))
 
-    chosen = latest_per_cell([record("a", "FAILED", 1), record("b", "FINISHED", 2),
-                              record("c", "FAILED", 3)])
-    assert [t.run_id for t in chosen] == ["b"]
+    chosen = layout.latest_per_cell([record("a", "FAILED", 1), record("b", "FINISHED", 2),
+                                     record("c", "FAILED", 3)]).values()
+    assert [t.info.run_id for t in chosen] == ["b"]
 
 
 def test_parse_param():
@@ -258,3 +261,50 @@ def test_profile_filter_of_a_sweep_name(analysis_store):
     assert load_sweep(client, "gamma_alpha", profile="cpu").run_id == analysis_store.parents["gamma_alpha"]
     with pytest.raises(AnalysisError, match="no runs of sweep 'gamma_alpha' with profile 'smoke'"):
         load_sweep(client, "gamma_alpha", profile="smoke")
+
+
+# --- the declaration, not the name, picks the table ------------------------------------
+
+
+def test_a_renamed_copy_of_a_sweep_gets_table_1b_with_the_papers_numbers(analysis_store):
+    from tests.analysis_fixtures import log_fake_sweep, standard_trials, table_block
+
+    log_fake_sweep(analysis_store.uri, "my_gamma_copy", standard_trials()["gamma_alpha"],
+                   table=table_block("gamma_alpha"))
+    sweep = load_sweep(open_client(analysis_store.uri), "my_gamma_copy")
+    assert sweep.name == "my_gamma_copy" and sweep.table.paper == "table1b_gamma_alpha"
+    tables = {t.name: t for t in build_tables(sweep)}
+    assert sorted(tables) == ["table1b", "table1b_grid"]
+    table = tables["table1b"]
+    for row in load_paper()["table1b_gamma_alpha"].rows:
+        assert _cell(table, "paper_AP", gamma=row["gamma"]).value == row["AP"]
+        assert _cell(table, "paper_alpha", gamma=row["gamma"]).value == row["alpha"]
+    for gamma, alpha in BEST_ALPHA.items():
+        assert _cell(table, "alpha", gamma=gamma).value == alpha
+    assert _row(table, gamma=2.0).best
+
+
+def test_a_parent_with_a_bad_declaration_is_a_one_line_error(analysis_store):
+    from tests.analysis_fixtures import log_fake_sweep
+
+    log_fake_sweep(analysis_store.uri, "bad_table", [FakeTrial({"loss.gamma": 1.0}, 0, fake_metrics(0.2))],
+                   table={"paper": "table1b_gamma_alpha", "rows": {"gamma": {"lenn": "loss.gamma"}}})
+    with pytest.raises(AnalysisError, match=r"parent run \w+: sweep.table.rows.gamma: unknown derivation 'lenn'") as error:
+        load_sweep(open_client(analysis_store.uri), "bad_table")
+    assert "\n" not in str(error.value)
+
+
+def test_a_users_own_keyed_table_without_a_paper(analysis_store, tmp_path):
+    from tests.analysis_fixtures import log_fake_sweep
+
+    from analysis.plots import make_plots
+
+    table = {"name": "box_beta", "rows": {"beta": "loss.box_beta"}, "plot": {"kind": "curve", "x": "beta"}}
+    log_fake_sweep(analysis_store.uri, "my_box_beta", [FakeTrial({"loss.box_beta": b}, s, fake_metrics(0.2 + b + s / 100))
+                                                       for b in (0.0, 0.11) for s in (0, 1)], table=table)
+    sweep = load_sweep(open_client(analysis_store.uri), "my_box_beta")
+    (built,) = build_tables(sweep)
+    assert built.name == "box_beta" and [c.key for c in built.columns] == ["beta", "AP", "AP50", "AP75"]
+    assert _cell(built, "AP", beta=0.11).value == pct(0.315) and _row(built, beta=0.11).best
+    (plot,) = make_plots(sweep, tmp_path)
+    assert plot.name == "ap_vs_beta" and plot.labels() == ["ours"] and plot.series[0].x == [0.0, 0.11]

@@ -177,3 +177,37 @@ def test_cli_writes_the_report(analysis_store, tmp_path, capsys):
                  "--no-log-artifacts"])
     assert code == 0 and (tmp_path / "fl_star" / "table3.tex").exists()
     assert "report written to" in capsys.readouterr().out
+
+
+def test_the_findings_block_is_printed_and_written_into_the_main_tables_files(analysis_store, tmp_path):
+    from analysis.report import create_report
+
+    console = Console(file=io.StringIO(), width=200)
+    report = create_report("gamma_alpha", tracking_uri=analysis_store.uri, reports_dir=tmp_path,
+                           console=console, log_artifacts=False)
+    assert [f.id for f in report.findings] == ["fl_gamma2_beats_best_ce", "gamma5_below_gamma2",
+                                               "best_alpha_falls_with_gamma"]
+    assert [t.name for t in report.tables] == ["table1b", "table1b_grid"]
+    assert "Findings of the paper" in console.file.getvalue() and "inconclusive" in console.file.getvalue()
+    out = report.out_dir
+    markdown = (out / "table1b.md").read_text()
+    assert markdown.startswith("### Table 1b") and "### Findings" in markdown
+    assert "### Findings" not in (out / "table1b_grid.md").read_text()
+    table_part, findings_part = (out / "table1b.csv").read_text().split("\n\n")
+    assert len(list(csv.DictReader(io.StringIO(table_part)))) == len(report.tables[0].rows)
+    records = list(csv.DictReader(io.StringIO(findings_part)))
+    assert [r["finding"] for r in records] == [f.id for f in report.findings]
+    assert records[0]["paper"] == "+2.9" and records[0]["verdict"] == "inconclusive"
+    latex = (out / "table1b.tex").read_text()
+    assert latex.count(r"\begin{tabular}") == 2 and latex.isascii()
+
+
+def test_a_sweep_copy_under_another_name_gets_the_declared_report(analysis_store, tmp_path):
+    from tests.analysis_fixtures import log_fake_sweep, standard_trials, table_block
+
+    log_fake_sweep(analysis_store.uri, "my_anchor_copy", standard_trials()["anchors"], table=table_block("anchors"))
+    out = build_report("my_anchor_copy", tracking_uri=analysis_store.uri, reports_dir=tmp_path,
+                       console=Console(file=io.StringIO()), log_artifacts=False)
+    assert out == tmp_path / "my_anchor_copy"
+    assert sorted(p.name for p in out.iterdir()) == ["anchors_ap.png", "anchors_ap.svg", "table1c.csv",
+                                                     "table1c.md", "table1c.tex"]

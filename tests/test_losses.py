@@ -134,9 +134,11 @@ def reference_ohem(losses, boxes, positive, candidate, batch_size, nms_thresh, m
 
 
 @pytest.mark.parametrize("max_pos_fraction", [None, 0.25])
-def test_ohem_prefix_search_equals_full_nms(max_pos_fraction):
+def test_ohem_equals_full_nms_when_every_candidate_is_preselected(max_pos_fraction):
+    # The default pre-selects a bounded number of candidates (tests/test_ohem.py);
+    # with all of them the selection rule must be exactly the full NMS's.
     g = torch.Generator().manual_seed(3)
-    n = 600  # many heavily overlapping boxes: the prefix has to grow several times
+    n = 600  # many heavily overlapping boxes
     xy = torch.rand(n, 2, generator=g) * 60
     boxes = torch.cat([xy, xy + 20 + torch.rand(n, 2, generator=g) * 20], dim=1)
     losses = torch.rand(n, generator=g)
@@ -144,7 +146,7 @@ def test_ohem_prefix_search_equals_full_nms(max_pos_fraction):
     candidate = torch.rand(n, generator=g) < 0.9
     for batch_size in (4, 16):
         ours = ohem_select(losses, boxes, positive, candidate, batch_size=batch_size, nms_thresh=0.5,
-                           max_pos_fraction=max_pos_fraction)
+                           max_pos_fraction=max_pos_fraction, preselect_factor=n)
         expected = reference_ohem(losses, boxes, positive, candidate, batch_size, 0.5, max_pos_fraction)
         assert torch.equal(ours, expected)
 

@@ -122,6 +122,21 @@ def test_rerun_skips_finished_cells_and_reruns_the_failed_one_in_its_run(grid, s
     assert again.counts == {"finished": 0, "failed": 1, "killed": 0, "before": 2}
 
 
+# -- a renamed copy of a sweep, in the user's own folder ------------------------------
+def test_renamed_copy_in_a_config_dir_gets_its_paper_table(tmp_path, store, smoke_cache):
+    """The table is declared in the sweep file, not chosen by the sweep's name."""
+    text = (Path(__file__).resolve().parents[1] / "conf" / "sweep" / "gamma_alpha.yaml").read_text()
+    (tmp_path / "my_conf" / "sweep").mkdir(parents=True)
+    (tmp_path / "my_conf" / "sweep" / "my_focal.yaml").write_text(text.replace("name: gamma_alpha", "name: my_focal"))
+    args = overrides(tmp_path, store, smoke_cache, "+sweep=my_focal", "train.iterations=20")
+    outcome = main_with(args, config_dir=str(tmp_path / "my_conf"), quiet=True)
+    assert outcome.plan.name == "my_focal" and outcome.counts["finished"] == 2
+    assert outcome.reports_dir == tmp_path / "reports" / "my_focal"
+    markdown = "\n".join(path.read_text() for path in outcome.reports_dir.glob("*.md"))
+    assert "Table 1b" in markdown
+    assert "34.0" in markdown and "31.1" in markdown  # the paper's AP at gamma 2 and at gamma 0
+
+
 # -- interrupted, then resumed -------------------------------------------------------
 def test_interrupted_sweep_resumes_without_duplicates(tmp_path, store, smoke_cache):
     args = overrides(tmp_path, store, smoke_cache, "+sweep=gamma_alpha", "sweep.seeds=2", "train.iterations=40")

@@ -68,13 +68,38 @@ def test_scene_content(tmp_path):
 
 
 def test_categories_are_sparse_and_unequal(tmp_path):
-    coco = annotations(ensure_synthetic_dataset(small_cfg(tmp_path, n_train=64, n_val=4)))
+    cfg = small_cfg(tmp_path, n_train=64, n_val=4)
+    cfg.synthetic.num_classes, cfg.synthetic.min_objects, cfg.synthetic.max_objects = 6, 4, 16  # many objects
+    coco = annotations(ensure_synthetic_dataset(cfg))
     ids = [c["id"] for c in coco["categories"]]
     assert ids == [1, 3, 5, 7, 9, 11]
-    assert len({c["name"] for c in coco["categories"]}) == 6
+    assert [c["name"] for c in coco["categories"]][:2] == ["red_square", "green_circle"]  # named colours up to 10
     counts = Counter(a["category_id"] for a in coco["annotations"])
     assert set(counts) == set(ids)
-    assert counts[1] > 2 * counts[11]  # Zipf: the first class ~6x the last
+    assert counts[1] > 2 * counts[11]  # Zipf: the first class ~4x the last
+
+
+def test_many_classes_get_distinct_hues(tmp_path):
+    for k in (11, 20, 30):
+        classes = synthetic.object_classes(k)
+        assert len({c.name for c in classes}) == k and len({c.colour for c in classes}) == k
+    colours = torch.tensor([c.colour for c in synthetic.object_classes(20)], dtype=torch.float32)
+    distance = torch.cdist(colours, colours) + 1e3 * torch.eye(20)
+    assert distance.min() > 40  # 18 degrees of hue apart: more than the per-object colour jitter
+    probs = synthetic.class_probabilities(20)
+    assert probs[0] > 10 * probs[-1]  # (k + 1)^-0.8: ~11x between the first and the 20th class
+
+
+def test_cpu_profile_scenes_are_matchable_and_imbalanced(tmp_path):
+    from detector import regime
+    from detector.config import ModelConfig, AnchorConfig
+
+    cfg = small_cfg(tmp_path, n_train=48, n_val=2)
+    root = ensure_synthetic_dataset(cfg)
+    model = ModelConfig(anchors=AnchorConfig(sizes=[16, 32, 64, 128, 256]))  # the cpu profile's anchors
+    figures = regime.regime_from_coco(root / "annotations" / "instances_train.json", model, 128, 128)
+    assert figures.unmatchable_share < 0.03  # objects >= 12 px: nearly every box has an anchor
+    assert figures.positive_fraction < 5e-4  # old scenes (6 classes, 4-16 objects): 3e-3
 
 
 def test_second_call_reuses_cache(tmp_path, monkeypatch):
@@ -114,7 +139,7 @@ def test_loader_reads_it_back(tmp_path):
     cfg = small_cfg(tmp_path, n_train=6, n_val=3)
     train_set, val_set = build_datasets(cfg)
     assert (len(train_set), len(val_set)) == (6, 3)
-    assert train_set.num_classes == 6 and train_set.label_to_category_id == [1, 3, 5, 7, 9, 11]
+    assert train_set.num_classes == 20 and train_set.label_to_category_id == list(range(1, 40, 2))
     coco = val_set.coco  # pycocotools
     image, target = val_set[0]
     assert image.shape == (3, 128, 128) and image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1

@@ -1,14 +1,16 @@
-"""The schedule, the non-finite loss error, and the smoke profile end to end."""
+"""The schedule, the non-finite loss error, checkpoints, and the smoke profile end to end."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
-from detector.config import TrainConfig
-from detector.train import NonFiniteLossError, lr_factor
+from detector.config import AnchorConfig, LossConfig, ModelConfig, TrainConfig
+from detector.model import build_model
+from detector.train import NonFiniteLossError, Trainer, lr_factor
 from detector.trial import run_trial
 from tests.conftest import compose_trial
 
@@ -52,3 +54,44 @@ def test_same_seed_same_result(tmp_path, smoke_cache):
     a = torch.load(tmp_path / "a" / "model.pt")
     b = torch.load(tmp_path / "b" / "model.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def tiny_trainer(cfg: TrainConfig) -> Trainer:
+    """ResNet-18-FPN at 16 channels with the "ema" normaliser, always the same initial weights."""
+    torch.manual_seed(0)
+    model_cfg = ModelConfig(depth=18, fpn_channels=16, head_convs=1, head_channels=16,
+                            anchors=AnchorConfig(sizes=[16, 32, 64, 128, 256]))
+    model = build_model(model_cfg, LossConfig(normalizer="ema", normalizer_momentum=0.5), num_classes=2)
+    return Trainer(model, cfg, torch.device("cpu"))
+
+
+def same_batch():
+    g = torch.Generator().manual_seed(1)
+    image = torch.rand(3, 64, 64, generator=g)
+    target = {"boxes": torch.tensor([[8.0, 8.0, 40.0, 40.0]]), "labels": torch.tensor([1])}
+    while True:
+        yield [image], [target]
+
+
+def test_resumed_run_continues_with_the_saved_ema_normaliser(tmp_path):
+    cfg = TrainConfig(batch_size=1, lr=0.01, iterations=3, steps=[100], warmup_iters=0, log_every=1,
+                      checkpoint_every=2, amp=False, device="cpu")
+    full_reports: list[dict] = []
+    full = tiny_trainer(cfg)
+    full.fit(same_batch(), full_reports.append)
+
+    checkpoint = tmp_path / "checkpoint_last.pt"
+    interrupted = tiny_trainer(dataclasses.replace(cfg, iterations=2))
+    interrupted.fit(same_batch(), checkpoint=checkpoint)
+    state = torch.load(checkpoint, weights_only=True)  # plain tensors, numbers and dicts only
+    saved = state["criterion"]["ema_normalizer"]
+    assert saved == interrupted.model.criterion.state_dict()["ema_normalizer"] != 100.0  # it moved from the start
+
+    resumed_reports: list[dict] = []
+    resumed = tiny_trainer(cfg)
+    resumed.load(checkpoint)
+    assert resumed.iteration == 2 and resumed.model.criterion.state_dict() == {"ema_normalizer": saved}
+    resumed.fit(same_batch(), resumed_reports.append)
+    # the third step is normalised by the continued average, exactly as in the uninterrupted run
+    assert resumed.model.criterion.state_dict() == pytest.approx(full.model.criterion.state_dict())
+    assert resumed_reports[-1]["loss"] == pytest.approx(full_reports[-1]["loss"], rel=1e-5)

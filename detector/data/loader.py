@@ -48,14 +48,16 @@ def split_paths(data_cfg: DataConfig) -> tuple[Path, str, str]:
     return root, data_cfg.train_split, data_cfg.val_split
 
 
-def open_split(root: Path, split: str, transforms: Compose, max_images: int | None) -> CocoDetection:
+def open_split(root: Path, split: str, transforms: Compose, max_images: int | None,
+               drop_images_without_boxes: bool = False) -> CocoDetection:
     """CocoDetection over `root/annotations/instances_<split>.json` and images in `root/<split>/`."""
     ann_file = root / "annotations" / f"instances_{split}.json"
     if not ann_file.is_file():
         raise DatasetError(f"{ann_file}: annotation file not found (split {split!r} under {root})")
     if not (root / split).is_dir():
         raise DatasetError(f"{root / split}: image directory not found (split {split!r})")
-    return CocoDetection(image_dir=root / split, ann_file=ann_file, transforms=transforms, max_images=max_images)
+    return CocoDetection(image_dir=root / split, ann_file=ann_file, transforms=transforms, max_images=max_images,
+                         drop_images_without_boxes=drop_images_without_boxes)
 
 
 def build_datasets(data_cfg: DataConfig, train: bool = True) -> tuple[CocoDetection, CocoDetection]:
@@ -64,11 +66,14 @@ def build_datasets(data_cfg: DataConfig, train: bool = True) -> tuple[CocoDetect
     The train set is augmented (flip, scale jitter) when `train` is True and
     plainly resized otherwise (e.g. to evaluate on training images); the val
     set is always plainly resized. num_train_images / num_val_images cap the
-    image count (None: all).
+    image count (None: all). Training images without a usable box are
+    dropped when data.drop_train_images_without_boxes (before the cap); the
+    val set keeps every image.
     """
     root, train_split, val_split = split_paths(data_cfg)
     train_tf = train_transforms(data_cfg) if train else eval_transforms(data_cfg)
-    train_set = open_split(root, train_split, train_tf, data_cfg.num_train_images)
+    train_set = open_split(root, train_split, train_tf, data_cfg.num_train_images,
+                           drop_images_without_boxes=data_cfg.drop_train_images_without_boxes)
     val_set = open_split(root, val_split, eval_transforms(data_cfg), data_cfg.num_val_images)
     return train_set, val_set
 

@@ -3,13 +3,14 @@
 Each image is a textured, noisy background with unannotated clutter (muted
 blobs and lines) under `min_objects..max_objects` annotated objects. A class is
 a (shape, colour) pair -- red square, green circle, blue triangle, ... -- so
-classes stay distinguishable even at a few pixels. Object sizes (short side)
-span `min_object_size..max_object_size` on a log scale, with a mild
-elongation, so COCO's small (< 32^2), medium and large (> 96^2) areas all
-occur (about 60% / 35% / 5% with the cpu profile's settings); class
-frequencies follow a Zipf-like law (class k ~ (k + 1)^-0.8). The many easy
-background anchors against few, partly small objects is the imbalance the
-focal loss is about.
+classes stay distinguishable even at a few pixels; beyond 10 classes each
+class has its own hue (`wheel_colour`). Object sizes (short side) span
+`min_object_size..max_object_size` on a log scale, with a mild elongation, so
+COCO's small (< 32^2), medium and large (> 96^2) areas all occur (about 20% /
+70% / 8% with the cpu profile's settings); class frequencies follow a
+Zipf-like law (class k ~ (k + 1)^-0.8). Few objects among ~3,000 anchors and
+20 classes give the tiny positive fraction per class output, and the many
+easy background anchors, that the focal loss is about (docs/FIDELITY.md).
 
 The dataset is ordinary COCO JSON plus PNG files, read back by the same
 pycocotools loader as real COCO. Category ids are 1, 3, 5, ... (not contiguous)
@@ -18,9 +19,11 @@ so the label <-> category_id mapping is exercised.
 
 from __future__ import annotations
 
+import colorsys
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -34,7 +37,7 @@ from PIL import Image, ImageDraw
 from detector.config import DataConfig, SyntheticConfig
 
 # Bump when the drawing code changes, so old caches are not reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 DEFAULT_NUM_TRAIN = 512
 DEFAULT_NUM_VAL = 128
 VAL_SPLIT = "val"
@@ -49,6 +52,9 @@ COLOURS = {
 # Long side / short side range per shape; "ellipse" and "bar" are elongated by design.
 ELONGATION = {"ellipse": (1.6, 2.0), "bar": (2.5, 3.5)}
 DEFAULT_ELONGATION = (1.0, 1.3)
+# More than 10 classes: one hue per class on a wheel (see wheel_colour).
+WHEEL_STEP = 7  # hue index stride between consecutive classes (made coprime with K)
+WHEEL_SATURATION, WHEEL_VALUE = 0.85, 0.9
 COLOUR_NOISE = 18  # per-object colour jitter (uniform +-, per channel)
 PIXEL_NOISE = 6.0  # std of per-pixel Gaussian noise over the whole image
 # Sizes are exp(lo + u**SIZE_TILT * (hi - lo)) for u ~ U(0, 1): 1 would be
@@ -57,7 +63,7 @@ PIXEL_NOISE = 6.0  # std of per-pixel Gaussian noise over the whole image
 # so most objects still end up COCO-small.
 SIZE_TILT = 0.5
 # Class k ~ (k + 1)^-0.8: with 6 classes the first is ~4x as common as the last,
-# unequal yet leaving the rarest class ~0.8 instances per image to learn from.
+# with 20 classes ~11x (the rarest still ~9% of the first's share).
 ZIPF_EXPONENT = 0.8
 MAX_SCENE_TRIES = 10
 MIN_VISIBLE = 0.75  # fraction of each object's pixels that later objects must leave visible
@@ -74,15 +80,36 @@ class ObjectClass:
 
 
 def object_classes(num_classes: int) -> list[ObjectClass]:
-    """Classes 0..K-1 as distinct (shape, colour) pairs with ids 1, 3, 5, ..."""
+    """Classes 0..K-1 as distinct (shape, colour) pairs with ids 1, 3, 5, ...
+
+    Up to 10 classes use the named COLOURS; beyond that every class gets its
+    own hue of a K-step colour wheel (`wheel_colour`), so a class is still
+    told apart by its colour alone -- as COCO's classes are mostly told apart
+    at a glance -- and learning K classes costs little more than learning 10.
+    """
     names = list(COLOURS)
     classes = []
     for k in range(num_classes):
-        # Beyond 10 classes shapes repeat with a shifted colour, keeping pairs unique.
         shape = SHAPES[k % len(SHAPES)]
-        colour = names[(k + k // len(SHAPES)) % len(names)]
-        classes.append(ObjectClass(2 * k + 1, f"{colour}_{shape}", shape, COLOURS[colour]))
+        if num_classes <= len(names):
+            colour, rgb = names[k], COLOURS[names[k]]
+        else:
+            hue, rgb = wheel_colour(k, num_classes)
+            colour = f"hue{hue:03d}"
+        classes.append(ObjectClass(2 * k + 1, f"{colour}_{shape}", shape, rgb))
     return classes
+
+
+def wheel_colour(k: int, num_classes: int) -> tuple[int, tuple[int, int, int]]:
+    """(hue in degrees, RGB) of class k of K on a saturated colour wheel.
+
+    Hues are 360 / K apart; class k takes hue index (k * WHEEL_STEP) mod K, so
+    classes of neighbouring frequency (the Zipf order) are far apart in hue.
+    """
+    step = next(s for s in range(WHEEL_STEP, num_classes + WHEEL_STEP) if math.gcd(s, num_classes) == 1)
+    hue = ((k * step) % num_classes) * 360.0 / num_classes
+    r, g, b = colorsys.hsv_to_rgb(hue / 360.0, WHEEL_SATURATION, WHEEL_VALUE)
+    return int(round(hue)), (int(r * 255), int(g * 255), int(b * 255))
 
 
 def class_probabilities(num_classes: int) -> np.ndarray:

@@ -1,0 +1,189 @@
+"""The MLflow run layout of a sweep: the one place that names its tags, its
+metrics, the cell key and the queries. `sweeps/` writes with it, `analysis/`
+reads with it, and the test fixtures log fake sweeps with it.
+
+A sweep is one *parent* run (tags `sweep.role=parent`, `sweep.name`,
+`sweep.profile`, `sweep.kind`, `config_hash`, `git_commit`, `sweep.table`)
+and one *child* run per trial (tags `mlflow.parentRunId`, `sweep.role=child`,
+`sweep.cell`, `sweep.overrides`, `sweep.seed`, ...; params: the flattened
+trial config; metrics: per-step losses, the final COCO metrics as fractions
+in [0, 1] and `ms_per_image`).
+
+Depends on nothing heavy: the MLflow client is passed in, never imported.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping, Optional, Protocol, Sequence
+
+EXPERIMENT = "retinanet-sweeps"  # the default experiment name
+
+# -- tags ------------------------------------------------------------------
+PARENT_ID = "mlflow.parentRunId"  # MLflow's own: nests a child under its parent in the UI
+ROLE = "sweep.role"  # parent | child
+NAME = "sweep.name"  # the sweep's name (conf/sweep/<name>.yaml, or the user's own file)
+PROFILE = "sweep.profile"  # smoke | cpu | paper | custom
+KIND = "sweep.kind"  # grid | search
+TABLE = "sweep.table"  # parent: the sweep's table declaration as JSON (analysis reads it)
+CONFIG_HASH = "config_hash"  # parent: hash of the base trial config (resume finds the parent by it)
+GIT_COMMIT = "git_commit"
+CELL = "sweep.cell"  # child: the stable cell key (see `cell_key`)
+OVERRIDES = "sweep.overrides"  # child: JSON of the cell's dotted overrides
+SEED = "sweep.seed"
+INVOCATION = "sweep.invocation"  # child: which run of the command last touched it
+TRIAL_ID = "sweep.trial_id"  # child of a search: the Tune trial id
+EARLY_STOPPED = "sweep.early_stopped"  # "true" when ASHA stopped the trial
+ERROR = "error"  # child: `Type: message` of a failure, first ERROR_CHARS characters
+NODE_ID, NODE_IP = "ray.node_id", "ray.node_ip"
+
+ROLE_PARENT, ROLE_CHILD = "parent", "child"
+FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+ERROR_CHARS = 500
+
+# -- metrics ---------------------------------------------------------------
+COCO_METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")  # fractions in [0, 1]; -1: no such objects
+SPEED_METRIC = "ms_per_image"
+FINAL_METRICS = COCO_METRICS + (SPEED_METRIC,)
+TRAIN_METRICS = ("loss", "loss_cls", "loss_box", "lr")  # per step (step = iteration)
+PARENT_COUNTS = ("finished", "failed", "killed", "before")  # parent metrics trials_<count>
+
+
+class RunLike(Protocol):
+    """What the queries need of an `mlflow.entities.Run` (tests may pass lookalikes)."""
+
+    info: Any  # .run_id, .status, .start_time, .experiment_id
+    data: Any  # .tags, .params, .metrics
+
+
+# -- the cell key ----------------------------------------------------------
+def format_value(value: Any) -> str:
+    """Strings bare, everything else as compact JSON: 0.25 -> "0.25", [1.0] -> "[1.0]"."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def cell_key(overrides: Mapping[str, Any], seed: int) -> str:
+    """The stable key of a cell: sorted dotted overrides, then the seed.
+
+    e.g. `loss.alpha=0.25,loss.gamma=2.0,seed=0`; resume matches child runs on it."""
+    parts = [f"{name}={format_value(value)}" for name, value in sorted(overrides.items())]
+    return ",".join([*parts, f"seed={seed}"])
+
+
+def encode_overrides(overrides: Mapping[str, Any]) -> str:
+    """The `sweep.overrides` tag: JSON with sorted keys."""
+    return json.dumps(dict(overrides), sort_keys=True)
+
+
+def decode_overrides(text: Optional[str]) -> dict[str, Any]:
+    """The `sweep.overrides` tag back to a dict ({} when absent or unreadable)."""
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# -- what a run carries ------------------------------------------------------
+def parent_tags(name: str, profile: str, kind: str, config_hash: str, commit: str,
+                table: Optional[Mapping[str, Any]]) -> dict[str, str]:
+    """The tags of a sweep's parent run."""
+    return {ROLE: ROLE_PARENT, NAME: name, PROFILE: profile, KIND: kind, CONFIG_HASH: config_hash,
+            GIT_COMMIT: commit, TABLE: json.dumps(table or {}, sort_keys=True)}
+
+
+def child_tags(parent_id: str, name: str, overrides: Mapping[str, Any], seed: int,
+               invocation: str = "") -> dict[str, str]:
+    """The tags of a trial's child run."""
+    return {PARENT_ID: parent_id, ROLE: ROLE_CHILD, NAME: name, CELL: cell_key(overrides, seed),
+            OVERRIDES: encode_overrides(overrides), SEED: str(seed), INVOCATION: invocation}
+
+
+def table_of(run: RunLike) -> dict[str, Any]:
+    """The table declaration a parent run carries ({} for none)."""
+    try:
+        value = json.loads(run.data.tags.get(TABLE) or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def param_text(value: Any) -> str:
+    """How a config value is logged as an MLflow param: lists and dicts as JSON."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: the params of a nested config; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# -- queries ---------------------------------------------------------------
+def quoted(value: str) -> str:
+    """A value for an MLflow filter string; quotes inside are rejected, not escaped."""
+    if "'" in value or "\\" in value:
+        raise ValueError(f"{value!r}: quotes and backslashes are not allowed in sweep names")
+    return f"'{value}'"
+
+
+def parent_filter(name: Optional[str] = None, profile: Optional[str] = None,
+                  config_hash: Optional[str] = None) -> str:
+    """Filter for the parent runs of a sweep (any sweep when name is None)."""
+    parts = [f"tags.`{ROLE}` = '{ROLE_PARENT}'"]
+    for tag, value in ((NAME, name), (PROFILE, profile), (CONFIG_HASH, config_hash)):
+        if value is not None:
+            parts.append(f"tags.`{tag}` = {quoted(value)}")
+    return " and ".join(parts)
+
+
+def children_filter(parent_id: str) -> str:
+    """Filter for every child run of a parent."""
+    return f"tags.`{PARENT_ID}` = {quoted(parent_id)}"
+
+
+def search_all(client: Any, experiment_ids: Sequence[str], filter_string: str,
+               order_by: Optional[list[str]] = None) -> list[Any]:
+    """Every run matching the filter, following MLflow's page tokens."""
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs(list(experiment_ids), filter_string, max_results=1000,
+                                  order_by=order_by, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def latest_parent(client: Any, experiment_id: str, name: str, profile: Optional[str] = None,
+                  config_hash: Optional[str] = None) -> Optional[Any]:
+    """The most recently started parent run of a sweep, or None."""
+    runs = client.search_runs([experiment_id], parent_filter(name, profile, config_hash),
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def children(client: Any, experiment_id: str, parent_id: str) -> list[Any]:
+    """Every child run of a parent (any status), oldest first."""
+    runs = search_all(client, [experiment_id], children_filter(parent_id))
+    return sorted(runs, key=lambda run: run.info.start_time or 0)
+
+
+def latest_per_cell(runs: Iterable[RunLike]) -> dict[str, Any]:
+    """One run per cell key: a FINISHED run if any, else the latest started.
+
+    A resumed sweep may hold several runs of one cell (a failed try and its
+    re-run); resume and the tables both see the cell once."""
+    chosen: dict[str, Any] = {}
+    for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+        key = run.data.tags.get(CELL)
+        old = chosen.get(key) if key else None
+        if key and (old is None or run.info.status == FINISHED or old.info.status != FINISHED):
+            chosen[key] = run
+    return chosen
