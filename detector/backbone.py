@@ -22,7 +22,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from detector.config import ModelConfig
+from detector.config import ConfigError, ModelConfig
 
 IMAGENET = "imagenet"  # model.pretrained value for torchvision's IMAGENET1K_V1 weights
 
@@ -43,8 +43,12 @@ RESNETS: dict[int, ResNetSpec] = {
 }
 
 
-class PretrainedWeightsError(RuntimeError):
-    """ImageNet weights could not be had; the message is one line naming the ways out."""
+class PretrainedWeightsError(ConfigError):
+    """ImageNet weights could not be had; the message is one line naming the ways out.
+
+    A ConfigError because the way out is a config value: the command-line
+    entry points print it as one line, like a bad value.
+    """
 
 
 def build_resnet(depth: int, *, frozen_bn: bool, pretrained: Optional[str]) -> ResNet:

@@ -126,12 +126,14 @@ class DataConfig:
     scale_jitter: Optional[list[int]] = None  # [min, max] short side while training
     num_workers: int = 0
     # Training images with no usable box (none, only crowd or only zero-size
-    # boxes) are dropped by default, as the paper's code does: Detectron's
-    # filter_for_training keeps only images with a non-crowd box, detectron2
-    # has DATALOADER.FILTER_EMPTY_ANNOTATIONS=True, and torchvision's
-    # reference drops them from train2017 (_coco_remove_images_without_annotations;
-    # ~1k of 118k images). false keeps them as pure negatives. Validation
-    # images are always all kept (COCOeval scores every image).
+    # boxes; ~1k of train2017's 118k) are dropped by default, as the reference
+    # code does: Detectron (the paper's) keeps only roidb entries with a
+    # foreground box (filter_for_training); detectron2 drops images without a
+    # non-crowd annotation (DATALOADER.FILTER_EMPTY_ANNOTATIONS=True);
+    # torchvision's reference drops train images with no annotation or only
+    # boxes of <= 1 px (_coco_remove_images_without_annotations; it keeps
+    # crowd-only ones). false keeps them as pure negatives. Validation images
+    # are always all kept (COCOeval scores every image).
     drop_train_images_without_boxes: bool = True
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 

@@ -181,11 +181,14 @@ def box_regression_loss(
 
 
 # OHEM runs NMS on at most this many times B candidates per image (the
-# highest-loss ones). Greedy NMS keeps a box unless a higher-scoring kept box
-# overlaps it, so the survivors inside a score prefix are exactly the full
-# NMS's survivors there: the result is the full NMS's whenever B of them
-# survive. Bounding the prefix bounds the cost (NMS over all ~10^5 anchors
-# took seconds per image on a CPU and needs an M^2 / 8-byte mask on CUDA).
+# highest-loss ones), which bounds its cost: NMS over all ~10^5 anchors took
+# seconds per image on a CPU and needs an M^2 / 8-byte mask on CUDA. Greedy
+# NMS keeps a box unless a higher-scoring kept box overlaps it, so the
+# survivors inside a score prefix are exactly the full NMS's survivors
+# there: without a quota the result is the full NMS's whenever B of them
+# survive. With the 1:3 quota positives and negatives are pre-selected
+# apart, so a positive may survive that a negative outside the pre-selection
+# (but of higher loss) would have suppressed: a small, bounded difference.
 OHEM_PRESELECT_FACTOR = 4
 
 

@@ -64,13 +64,22 @@ def compose_config(overrides: Sequence[str], config_dir: Optional[str] = None,
     with _hydra() as loader:
         searchpath = [f"hydra.searchpath=[file://{extra}]"] if extra else []
         try:
-            cfg = compose(CONFIG_NAME, overrides=[*overrides, *searchpath], return_hydra_config=with_hydra)
+            cfg = compose(CONFIG_NAME, overrides=[*_sweep_keys_addable(overrides), *searchpath],
+                          return_hydra_config=with_hydra)
         except MissingConfigException as error:
             raise ConfigError(_missing_message(error, loader, searchpath)) from None
         except HydraException as error:
             raise ConfigError(_hydra_message(error)) from None
     OmegaConf.set_readonly(cfg, True)  # composed once: nothing downstream edits it
     return cfg
+
+
+def _sweep_keys_addable(overrides: Sequence[str]) -> list[str]:
+    """`sweep.seeds=3` works whether or not the sweep file spells out `seeds`:
+    the sweep section's defaults live in sweeps/plan.py, not in every file, so
+    its keys are set with Hydra's add-or-override (`++`); `parse_sweep` then
+    rejects a key that does not exist."""
+    return [f"++{item}" if item.startswith("sweep.") else item for item in overrides]
 
 
 def group_options(group: str, config_dir: Optional[str] = None) -> list[str]:

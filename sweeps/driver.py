@@ -27,6 +27,7 @@ from analysis.layout import FAILED, FINISHED, KILLED, RUNNING
 from detector.config import TrialConfig
 from sweeps.callbacks import MlflowCallback
 from sweeps.cluster import ClusterInfo, ray_cluster
+from sweeps.lease import SweepLease
 from sweeps.plan import Cell, SweepPlan
 from sweeps.progress import MlflowPoller, ProgressBoard, ProgressCallback
 from sweeps.tracking import SweepTracker, git_commit, resolve_tracking_uri
@@ -64,6 +65,15 @@ class SweepDriver:
         self.fit_seconds = 0.0
 
     def run(self) -> SweepOutcome:
+        """Under the sweep's lease (one invocation at a time), run it."""
+        plan = self.plan
+        lease = SweepLease.for_sweep(self.uri, plan.output_dir, plan.experiment, plan.name, plan.profile,
+                                     plan.base_hash)
+        lease.acquire(wait=plan.wait, notify=lambda line: self.console.print(line, highlight=False))
+        with lease:
+            return self._run()
+
+    def _run(self) -> SweepOutcome:
         """Open the store (fails before Ray starts if unreachable), find the
         parent to resume, then start the cluster only if there is work."""
         tracker = SweepTracker(self.uri, self.plan.experiment)

@@ -52,15 +52,16 @@ class Cell:
 class SearchSpec:
     """An open search: Optuna samples `space`, ASHA stops trials early."""
 
-    space: dict[str, dict[str, Any]]
-    num_samples: int = 1
+    space: dict[str, dict[str, Any]]  # dotted key -> {type: float|int|categorical, low, high, log, choices}
+    num_samples: int = 1  # trials added by one run of the command
     metric: str = "AP"
     mode: str = "max"
-    sampler: str = "tpe"
-    asha: dict[str, Any] = field(default_factory=dict)
+    sampler: str = "tpe"  # tpe | random
+    # grace_period counts evaluations before ASHA may stop a trial
+    asha: dict[str, Any] = field(default_factory=lambda: {"grace_period": 2, "reduction_factor": 2})
     eval_every: int = 50  # iterations between the evaluations ASHA compares
-    storage: str = "optuna-journal.log"
-    study_name: Optional[str] = None
+    storage: str = "optuna-journal.log"  # a journal file, or an RDB URL (sqlite:///optuna.db, postgresql://...)
+    study_name: Optional[str] = None  # None: <sweep>-<profile>
 
     @property
     def fixed(self) -> dict[str, Any]:
@@ -72,14 +73,15 @@ class SearchSpec:
 class SweepSpec:
     """The `sweep:` section as written (before `trimmed` and expansion)."""
 
-    name: str
-    kind: str = "grid"
-    grid: dict[str, list] = field(default_factory=dict)
-    cells: list[dict[str, Any]] = field(default_factory=list)
-    seeds: int = 1
-    resume: bool = True
-    table: dict[str, Any] = field(default_factory=dict)
-    trimmed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    name: str  # names the parent run and reports/<name>/ (a renamed copy is another sweep)
+    kind: str = "grid"  # grid | search
+    grid: dict[str, list] = field(default_factory=dict)  # dotted key -> values: their cartesian product
+    cells: list[dict[str, Any]] = field(default_factory=list)  # explicit override dicts, run besides the grid
+    seeds: int = 1  # sweep.seeds=N repeats every cell with N seeds
+    resume: bool = True  # false: a new parent run instead of continuing the last one
+    wait: bool = False  # another invocation runs this sweep: false refuses, true waits, then resumes
+    table: dict[str, Any] = field(default_factory=dict)  # what analysis/ builds (analysis/declaration.py)
+    trimmed: dict[str, dict[str, Any]] = field(default_factory=dict)  # profile -> keys replacing the grid's
     search: Optional[SearchSpec] = None
 
 
@@ -95,6 +97,7 @@ class SweepPlan:
     search: Optional[SearchSpec]
     seeds: int
     resume: bool
+    wait: bool  # see SweepSpec.wait
     table: dict[str, Any]  # the sweep's table declaration (analysis/declaration.py reads it)
     cluster: dict[str, Any]
     tracking_uri: Optional[str]
@@ -169,7 +172,7 @@ def build_plan(cfg: DictConfig, overrides: Sequence[str] = ()) -> SweepPlan:
         _check_search_corners(spec.search, base)
     return SweepPlan(
         name=spec.name, kind=spec.kind, profile=profile, base=base, cells=cells, search=spec.search,
-        seeds=spec.seeds, resume=spec.resume, table=spec.table, cluster=cluster,
+        seeds=spec.seeds, resume=spec.resume, wait=spec.wait, table=spec.table, cluster=cluster,
         tracking_uri=values["tracking"]["uri"], experiment=values["tracking"]["experiment"],
         max_failures=values["trial"]["max_failures"], trial_function=values["trial"]["function"],
         output_dir=Path(values["output_dir"]).resolve(), reports_root=Path(values["reports_dir"]).resolve(),

@@ -17,21 +17,24 @@ from typing import Any, Optional, Sequence
 
 from detector.config import ConfigError
 from sweeps.compose import compose_config, group_options, split_argv
+from sweeps.lease import SweepBusy
 from sweeps.plan import SweepPlan, build_plan
 
 EXIT_USER_ERROR = 2
+EXIT_BUSY = 75  # EX_TEMPFAIL: another invocation is running this sweep; try again later
 EXIT_INTERRUPTED = 130
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """CLI: a user error is one line and exit 2; Ctrl-C exits 130 (run again to continue)."""
+    """CLI: a user error is one line and exit 2 (75 when the sweep is running elsewhere);
+    Ctrl-C exits 130 (run again to continue)."""
     try:
         overrides, config_dir = split_argv(sys.argv[1:] if argv is None else argv)
         plan = plan_from(overrides, config_dir)
         outcome = run_plan(plan)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)  # a user error: one line, no traceback
-        sys.exit(EXIT_USER_ERROR)
+        sys.exit(EXIT_BUSY if isinstance(error, SweepBusy) else EXIT_USER_ERROR)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue the sweep", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)

@@ -21,6 +21,7 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 
 from analysis import layout
+from sweeps.lease import store_lock
 from sweeps.plan import Cell, SweepPlan
 
 PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
@@ -54,8 +55,9 @@ class SweepTracker:
     def __init__(self, uri: str, experiment: str) -> None:
         quiet_mlflow()
         self.uri, self.experiment = uri, experiment
-        self.client = MlflowClient(tracking_uri=uri)
-        self.experiment_id = self._experiment_id(experiment)
+        with store_lock(uri):  # the first use creates or migrates a SQLite store: one process at a time
+            self.client = MlflowClient(tracking_uri=uri)
+            self.experiment_id = self._experiment_id(experiment)
         self.parent_id = ""
 
     def _experiment_id(self, name: str) -> str:

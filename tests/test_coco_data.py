@@ -288,8 +288,10 @@ def test_real_layout_crowd_boxes_stay_in_evaluation(coco_root):
      "instances_train2017.json: annotation 6 (image 3) has a malformed bbox [5, 5, 20]"),
     (lambda a: a[5].update(bbox=[5, "5", 20, 20]),
      "instances_train2017.json: annotation 6 (image 3) has a malformed bbox [5, '5', 20, 20]"),
-    (lambda a: a[0].update(image_id=77), "instances_train2017.json: annotation 1 (image 77) points to an unknown image id 77"),
-    (lambda a: a[0].update(category_id=2), "instances_train2017.json: annotation 1 (image 1) has an unknown category_id 2"),
+    (lambda a: a[0].update(image_id=77),
+     "instances_train2017.json: annotation 1 (image 77) points to an unknown image id 77"),
+    (lambda a: a[0].update(category_id=2),
+     "instances_train2017.json: annotation 1 (image 1) has an unknown category_id 2"),
     (lambda a: a[2].update(id=1), "instances_train2017.json: annotation id 1 appears more than once"),
 ])
 def test_real_layout_malformed_annotations_are_one_line_errors(tmp_path, change, message):
@@ -317,3 +319,18 @@ def test_start_up_lists_the_image_folder_instead_of_a_stat_per_image(tmp_path, m
     monkeypatch.setattr(Path, "stat", lambda self, **kw: (stats.append(str(self)), original(self, **kw))[1])
     ds = CocoDetection(image_dir=tmp_path / "val", ann_file=path)
     assert len(ds) == 25 and len(stats) <= 2  # the annotation file itself, not the 25 images
+
+
+def test_real_layout_trains_and_evaluates_through_a_trial(coco_root, tmp_path):
+    from detector.config import TrialConfig
+    from detector.trial import run_trial
+
+    cfg = TrialConfig.from_dict({
+        "model": {"depth": 18, "fpn_channels": 16, "head_convs": 1, "head_channels": 16,
+                  "anchors": {"sizes": [16, 32, 64, 128, 256]}},
+        "data": {"kind": "coco", "root": str(coco_root), "min_size": 64, "max_size": 64},
+        "train": {"batch_size": 2, "iterations": 2, "steps": [100], "warmup_iters": 0, "device": "cpu"},
+        "eval": {"timing_images": 1, "warmup_images": 0},
+    })
+    result = run_trial(cfg, workdir=tmp_path / "trial")
+    assert result["iterations"] == 2.0 and 0.0 <= result["AP"] <= 1.0 and result["ms_per_image"] > 0

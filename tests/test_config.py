@@ -44,12 +44,14 @@ def test_profiles_compose_and_validate():
 # ---- the registries are the one list of allowed names ----------------------------------------
 
 REGISTRIES = [
-    ("detector.losses", "CLASSIFICATION_LOSSES", {"loss": {"name": "mine"}}, "loss.name='mine' must be one of focal, ce, fl_star, ohem"),
+    ("detector.losses", "CLASSIFICATION_LOSSES", {"loss": {"name": "mine"}},
+     "loss.name='mine' must be one of focal, ce, fl_star, ohem"),
     ("detector.losses", "BOX_LOSSES", {"loss": {"box": "mine"}}, "loss.box='mine' must be one of smooth_l1, l1"),
     ("detector.criterion", "NORMALIZERS", {"loss": {"normalizer": "mine"}},
      "loss.normalizer='mine' must be one of num_pos, num_pos_plus_images, ema"),
     ("detector.backbone", "RESNETS", {"model": {"depth": 152}}, "model.depth=152 must be one of 18, 34, 50, 101"),
-    ("detector.head", "HEAD_NORMS", {"model": {"head_norm": "mine"}}, "model.head_norm='mine' must be one of none, group"),
+    ("detector.head", "HEAD_NORMS", {"model": {"head_norm": "mine"}},
+     "model.head_norm='mine' must be one of none, group"),
     ("detector.evaluate", "BACKENDS", {"eval": {"backend": "mine"}},
      "eval.backend='mine' must be one of faster_coco_eval, pycocotools"),
 ]

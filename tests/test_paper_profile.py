@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 import torchvision
 from torchvision.ops import FrozenBatchNorm2d
@@ -35,10 +36,15 @@ def calibrated_resnet50(path: Path) -> Path:
     return path
 
 
-def paper_profile(tmp_path: Path) -> TrialConfig:
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    return calibrated_resnet50(tmp_path_factory.mktemp("weights") / "resnet50.pt")
+
+
+def paper_profile(tmp_path: Path, weights: Path) -> TrialConfig:
     """The paper profile's model and input size; two iterations on three synthetic images."""
     return TrialConfig.from_dict({
-        "model": {"depth": 50, "pretrained": str(calibrated_resnet50(tmp_path / "resnet50.pt")), "frozen_bn": True,
+        "model": {"depth": 50, "pretrained": str(weights), "frozen_bn": True,
                   "fpn_channels": 256, "head_convs": 4, "head_channels": 256, "head_norm": "none",
                   "anchors": {"sizes": [32, 64, 128, 256, 512]}},
         "data": {"kind": "synthetic", "cache_dir": str(tmp_path / "cache"), "num_train_images": 2,
@@ -50,8 +56,8 @@ def paper_profile(tmp_path: Path) -> TrialConfig:
     })
 
 
-def test_paper_profile_trains_and_evaluates_on_cpu(tmp_path):
-    cfg = paper_profile(tmp_path)
+def test_paper_profile_trains_and_evaluates_on_cpu(tmp_path, weights):
+    cfg = paper_profile(tmp_path, weights)
     reports: list[dict] = []
     result = run_trial(cfg, workdir=tmp_path / "trial", report=reports.append)
     losses = [r for r in reports if "loss" in r]
@@ -65,10 +71,10 @@ def test_paper_profile_trains_and_evaluates_on_cpu(tmp_path):
     assert json.loads((tmp_path / "trial" / "metrics.json").read_text())["iterations"] == 2.0
 
 
-def test_paper_profile_builds_the_papers_model(tmp_path):
+def test_paper_profile_builds_the_papers_model(tmp_path, weights):
     from detector.model import build_model
 
-    cfg = paper_profile(tmp_path)
+    cfg = paper_profile(tmp_path, weights)
     model = build_model(cfg.model, cfg.loss, num_classes=80)
     norms = [m for m in model.backbone.body.modules() if isinstance(m, (FrozenBatchNorm2d, torch.nn.BatchNorm2d))]
     assert norms and all(isinstance(m, FrozenBatchNorm2d) for m in norms)  # frozen BN throughout

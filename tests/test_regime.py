@@ -125,3 +125,19 @@ def test_cli_prints_the_table(smoke_cache, capsys):
     assert "| anchors / image | 774 |" in out and "positive fraction per class output" in out
     with pytest.raises(SystemExit):
         main(["profile=smoke", f"data.cache_dir={smoke_cache}", "+regime.bogus=1"])
+
+
+def test_checkpoint_figures_of_an_untrained_model(smoke_cache, tmp_path):
+    from detector.model import build_model
+
+    cfg = compose_trial(["profile=smoke", f"data.cache_dir={smoke_cache}"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.loss, cfg.data.synthetic.num_classes)
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    figures = R.checkpoint_figures(cfg, tmp_path / "model.pt", images=2)
+    shares = figures["shares"]["CE g=0 a=.75"]
+    assert shares["easy_fraction"] == 1.0  # at the prior every negative has p_t ~ .99
+    # The untrained model sits at the prior: the measured share matches the closed form.
+    expected = R.init_loss_shares(R.profile_regime(cfg), cfg.model.prior_prob, 0.0, 0.75)["easy_negatives"]
+    assert shares["easy_negatives"] == pytest.approx(expected, abs=0.05)
+    assert set(figures["figure4"]) == set(R.FIGURE4_GAMMAS)

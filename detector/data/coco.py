@@ -134,7 +134,8 @@ def image_table(name: str, images: list[Any]) -> ImageTable:
         ids, file_names = zip(*map(itemgetter(*IMAGE_KEYS), images)) if images else ((), ())
     except (KeyError, TypeError):
         record, key = _first_missing_key(images, IMAGE_KEYS)
-        raise DatasetError(f"{name}: image {_get(record, 'id') if key != 'id' else repr(record)} has no {key}") from None
+        which = _get(record, "id") if key != "id" else repr(record)
+        raise DatasetError(f"{name}: image {which} has no {key}") from None
     id_array = _int_column(ids, lambda i: f"{name}: image {ids[i]!r} has a non-integer id")
     empty = next((i for i, f in enumerate(file_names) if not isinstance(f, str) or not f), None)
     if empty is not None:
@@ -153,7 +154,8 @@ def annotation_table(name: str, annotations: list[Any]) -> AnnotationTable:
     id_column = _int_column(ids, lambda i: f"{name}: annotation {ids[i]!r} has a non-integer id")
     image_column = _int_column(image_ids, lambda i: f"{where(i)} has a non-integer image_id")
     category_column = _int_column(category_ids, lambda i: f"{where(i)} has a non-integer category_id")
-    boxes = _box_column(bboxes, lambda i: f"{where(i)} has a malformed bbox {bboxes[i]!r}; expected [x, y, width, height]")
+    boxes = _box_column(bboxes, lambda i: f"{where(i)} has a malformed bbox {bboxes[i]!r}; "
+                                          "expected [x, y, width, height]")
     crowd_column = np.array(crowd, dtype=bool).reshape(len(ids))
     area_column = np.array(areas, dtype=np.float64).reshape(len(ids))
     area_column = np.where(np.isnan(area_column), boxes[:, 2] * boxes[:, 3], area_column)  # "area" may be absent
@@ -285,7 +287,8 @@ class CocoDetection(Dataset):
         self.num_classes = len(self.label_to_category_id)
         self._index_training_boxes(name)
         self._positions = self._select_images(name, max_images, drop_images_without_boxes)
-        check_image_files(name, self.image_dir, self.images.ids[self._positions], self.images.file_names[self._positions])
+        used = self._positions
+        check_image_files(name, self.image_dir, self.images.ids[used], self.images.file_names[used])
 
     def _index_training_boxes(self, name: str) -> None:
         """Group the usable boxes by image: `_boxes[_starts[p]:_starts[p + 1]]` belong to image row p."""
@@ -375,8 +378,8 @@ def _log_zero_size(name: str, anns: AnnotationTable, zero: np.ndarray) -> None:
 
 def _to_pycocotools(images: ImageTable, anns: AnnotationTable, categories: list[dict]) -> COCO:
     """A pycocotools COCO of the tables: what COCOeval reads of a box ground truth."""
-    image_dicts = [{"id": i, "file_name": f, "width": w, "height": h} for i, f, w, h in
-                   zip(images.ids.tolist(), images.file_names.tolist(), images.widths.tolist(), images.heights.tolist())]
+    columns = (images.ids.tolist(), images.file_names.tolist(), images.widths.tolist(), images.heights.tolist())
+    image_dicts = [{"id": i, "file_name": f, "width": w, "height": h} for i, f, w, h in zip(*columns)]
     ann_dicts = [{"id": i, "image_id": m, "category_id": c, "bbox": b, "area": a, "iscrowd": int(z)}
                  for i, m, c, b, a, z in zip(anns.ids.tolist(), anns.image_ids.tolist(), anns.category_ids.tolist(),
                                              anns.boxes.tolist(), anns.areas.tolist(), anns.crowd.tolist())]

@@ -1,0 +1,76 @@
+"""The sweep lease: exclusive, one line naming its holder, taken over from a dead holder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sweeps.lease import SweepBusy, SweepLease, sqlite_path, store_lock
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from sweeps.lease import SweepLease
+lease = SweepLease(Path(sys.argv[1]), "same sweep", "demo (smoke)")
+lease.acquire(wait=False)
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def _holder(folder: Path) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_held_lease_refuses_in_one_line_naming_the_holder(tmp_path):
+    holder = _holder(tmp_path)
+    try:
+        with pytest.raises(SweepBusy) as error:
+            SweepLease(tmp_path, "same sweep", "demo (smoke)").acquire(wait=False)
+        message = str(error.value)
+        assert message.startswith("sweep demo (smoke) is already running (host ")
+        assert f"pid {holder.pid}, since " in message and "\n" not in message
+        SweepLease(tmp_path, "another sweep", "other (smoke)").acquire(wait=False)  # others are free
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lease_left_by_a_killed_process_is_taken_over(tmp_path):
+    holder = _holder(tmp_path)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    lease = SweepLease(tmp_path, "same sweep", "demo (smoke)")
+    lease.acquire(wait=False)  # no clean-up needed: the kernel released the dead holder's lock
+    assert f"pid {os.getpid()}," in lease.holder()
+    lease.release()
+
+
+def test_waiting_takes_the_lease_once_the_holder_ends(tmp_path):
+    holder = _holder(tmp_path)
+    lines: list[str] = []
+    started = time.monotonic()
+    killer = subprocess.Popen([sys.executable, "-c", f"import os, time; time.sleep(1); os.kill({holder.pid}, 9)"])
+    with SweepLease(tmp_path, "same sweep", "demo (smoke)") as lease:
+        lease.acquire(wait=True, notify=lines.append)
+        assert time.monotonic() - started >= 0.5
+    killer.wait()
+    holder.wait()
+    assert lines and "waiting for it to end" in lines[0]
+
+
+def test_store_lock_is_only_for_sqlite_files(tmp_path):
+    assert sqlite_path(f"sqlite:///{tmp_path}/mlflow.db") == (tmp_path / "mlflow.db").resolve()
+    assert sqlite_path("http://localhost:5000") is None
+    with store_lock(f"sqlite:///{tmp_path}/sub/mlflow.db"):
+        assert (tmp_path / "sub" / "mlflow.db.lock").exists()
+    with store_lock("http://localhost:5000"):
+        pass
