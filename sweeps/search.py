@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import optuna
 from ray.tune.schedulers import ASHAScheduler
@@ -15,8 +15,10 @@ from ray.tune.search.optuna import OptunaSearch
 
 from detector.config import ConfigError
 from sweeps.plan import SearchSpec
+from sweeps.trainable import FINAL_FLAG
 
 SAMPLERS = ("tpe", "random")
+EARLY_STOPPED_ATTR = "early_stopped"  # Optuna user attribute of a trial ASHA stopped
 
 
 class EvalOnlyOptunaSearch(OptunaSearch):
@@ -26,6 +28,19 @@ class EvalOnlyOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if self.metric in result:
             super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
+        """A trial ASHA stopped ends without the final report: PRUNED in the
+        study (Optuna keeps its last evaluation as an intermediate value), not
+        COMPLETE with a value from fewer iterations."""
+        stopped = bool(result) and not error and FINAL_FLAG not in result
+        if not stopped or trial_id in self._completed_trials:
+            super().on_trial_complete(trial_id, result, error)
+            return
+        ot_trial = self._ot_trials[trial_id]
+        ot_trial.set_user_attr(EARLY_STOPPED_ATTR, True)
+        self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
 
 
 def study_name(spec: SearchSpec, name: str, profile: str) -> str:
@@ -65,6 +80,7 @@ def make_searcher(spec: SearchSpec, name: str, profile: str, base_seed: int) -> 
     name = study_name(spec, name, profile)
     direction = "maximize" if spec.mode == "max" else "minimize"
     study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction=direction)
+    fail_stale_trials(study)
     before = len(study.trials)
     # Seeded, but never with the same seed twice for one study: a second run
     # would otherwise propose the first run's random start-up points again.
@@ -74,6 +90,16 @@ def make_searcher(spec: SearchSpec, name: str, profile: str, base_seed: int) -> 
     searcher = EvalOnlyOptunaSearch(space=optuna_space(spec), metric=spec.metric, mode=spec.mode,
                                     sampler=sampler, study_name=name, storage=storage)
     return searcher, before
+
+
+def fail_stale_trials(study: optuna.Study) -> list[int]:
+    """Trials still RUNNING belong to a driver that died (the sweep's lease is
+    ours, so no live driver owns them): mark them FAIL so the study's counts
+    are right and the sampler does not wait on them. Returns their numbers."""
+    stale = [trial.number for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
+    for number in stale:
+        study.tell(number, state=optuna.trial.TrialState.FAIL)
+    return stale
 
 
 def make_scheduler(spec: SearchSpec, iterations: int) -> ASHAScheduler:

@@ -1,0 +1,52 @@
+"""Open searches: stale trials of a dead driver, and ASHA stopping a trial
+early, recorded as such in MLflow and in the Optuna study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from mlflow.tracking import MlflowClient
+
+from analysis import layout
+from sweeps.run import main_with
+from sweeps.search import EARLY_STOPPED_ATTR, fail_stale_trials, optuna_storage
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def test_running_trials_left_by_a_dead_driver_are_failed(tmp_path):
+    storage = optuna_storage(str(tmp_path / "journal.log"))
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    done = study.ask()
+    study.tell(done, 0.5)
+    left = [study.ask(), study.ask()]  # a driver killed here leaves these RUNNING for good
+    again = optuna.load_study(study_name="s", storage=optuna_storage(str(tmp_path / "journal.log")))
+    assert fail_stale_trials(again) == [t.number for t in left]
+    states = [t.state for t in again.get_trials()]
+    assert states == [optuna.trial.TrialState.COMPLETE] + [optuna.trial.TrialState.FAIL] * 2
+
+
+def test_asha_stops_a_weak_trial_and_mlflow_and_optuna_both_say_so(tmp_path, monkeypatch, smoke_cache):
+    # Ray's workers inherit the environment: they import tests.fake_trials from here.
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT))
+    journal = tmp_path / "journal.log"
+    store = tmp_path / "mlflow.db"
+    outcome = main_with([
+        "+sweep=search", "profile=smoke", f"data.cache_dir={smoke_cache}", f"tracking.uri=sqlite:///{store}",
+        f"output_dir={tmp_path}/outputs", f"reports_dir={tmp_path}/reports", "cluster.num_cpus=1",
+        "trial.function=tests.fake_trials:ap_from_alpha", f"sweep.storage={journal}", "sweep.num_samples=6",
+        "sweep.sampler=random", "sweep.eval_every=10", "sweep.asha={grace_period:1,reduction_factor:2}",
+        "train.iterations=40", "train.log_every=10"], quiet=True)
+    client = MlflowClient(f"sqlite:///{store}")
+    experiment = client.get_experiment_by_name("retinanet-sweeps").experiment_id
+    children = layout.children(client, experiment, outcome.parent_run_id)
+    stopped = [c for c in children if c.data.tags.get(layout.EARLY_STOPPED) == "true"]
+    assert len(children) == 6 and stopped, "one trial at least falls below the median at a rung"
+    assert all(c.info.status == "FINISHED" for c in children)
+    study = optuna.load_study(study_name="search-smoke", storage=optuna_storage(str(journal)))
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(pruned) == len(stopped) and all(t.user_attrs[EARLY_STOPPED_ATTR] for t in pruned)
+    stopped_alphas = sorted(layout.decode_overrides(c.data.tags[layout.OVERRIDES])["loss.alpha"] for c in stopped)
+    assert sorted(t.params["loss.alpha"] for t in pruned) == stopped_alphas
+    assert outcome.counts["finished"] == 6 and outcome.study.endswith("(6 trials)")
