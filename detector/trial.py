@@ -45,6 +45,9 @@ def _speed(model: RetinaNet, val_set, cfg: TrialConfig, device: torch.device) ->
     return time_inference(model, images, device, warmup=min(cfg.eval.warmup_images, count - 1))
 
 
+CHECKPOINT_NAME = "checkpoint_last.pt"  # the training state in a trial's workdir (train.checkpoint_every)
+
+
 def _resume(trainer: Trainer, checkpoint: Path) -> None:
     """Continue an interrupted trial from its last checkpoint, if there is one."""
     if checkpoint.is_file():
@@ -70,7 +73,7 @@ def run_trial(cfg: TrialConfig, *, workdir: Path, report: Optional[Report] = Non
     train_set, val_set = build_datasets(cfg.data)
     model = build_model(cfg.model, cfg.loss, train_set.num_classes)
     trainer = Trainer(model, cfg.train, device)
-    checkpoint = workdir / "checkpoint_last.pt"
+    checkpoint = workdir / CHECKPOINT_NAME
     _resume(trainer, checkpoint)
     evaluate = _Evaluator(trainer.model, val_set, cfg, device, report)
     batches = build_train_loader(train_set, cfg.train.batch_size, cfg.data.num_workers, cfg.train.seed + trainer.iteration)

@@ -8,8 +8,10 @@ marks the trial ERROR (and retries it if trial.max_failures allows).
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import ray
 from ray import tune
@@ -26,13 +28,66 @@ def cell_of(config: dict[str, Any], plan: SweepPlan) -> Cell:
 
 
 def train_cell(config: dict[str, Any], plan: SweepPlan) -> None:
-    """Run the cell, forward every report to Tune, and end with the returned
-    metrics plus the workdir as a checkpoint."""
+    """Run the cell, forward every report to Tune (with the trial's training
+    checkpoint whenever it has a new one), and end with the returned metrics
+    plus the workdir as the final checkpoint.
+
+    A retried trial (its worker died; trial.max_failures) starts from the last
+    checkpoint Tune holds, on whichever node it lands, and reports
+    `resumed_from`: the iteration it continued from."""
     cell = cell_of(config, plan)
     workdir = plan.workdir(cell, tune.get_context().get_trial_id())
-    result = run_cell(cell, plan, workdir, tune.report)
+    workdir.mkdir(parents=True, exist_ok=True)
+    resumed_from = restore_checkpoint(tune.get_checkpoint(), workdir)
+    reporter = CheckpointingReport(workdir)
+    if resumed_from is not None:
+        reporter({"iteration": resumed_from, "resumed_from": resumed_from})
+    result = run_cell(cell, plan, workdir, reporter)
     final = {**result, FINAL_FLAG: 1, "node_id": ray.get_runtime_context().get_node_id()}
     tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(workdir)))
+
+
+def restore_checkpoint(checkpoint: Optional[tune.Checkpoint], workdir: Path) -> Optional[int]:
+    """The iteration the trial continues from, or None for a fresh start.
+
+    The workdir's own training checkpoint is the newest when the trial runs
+    again on the same node; elsewhere the one Tune holds is copied in first."""
+    from detector.trial import CHECKPOINT_NAME
+
+    target = workdir / CHECKPOINT_NAME
+    if checkpoint is not None and not target.is_file():
+        with checkpoint.as_directory() as folder:
+            source = Path(folder) / CHECKPOINT_NAME
+            if source.is_file():  # (a final checkpoint holds model.pt only: nothing to continue)
+                shutil.copyfile(source, target)
+    if not target.is_file():
+        return None
+    import torch
+
+    return int(torch.load(target, map_location="cpu", weights_only=True)["iteration"])
+
+
+class CheckpointingReport:
+    """tune.report, with the trial's training checkpoint attached whenever the
+    trainer has written a new one since the last report (Tune copies it to its
+    storage, which every node reaches)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.seen: Optional[int] = None  # mtime_ns of the checkpoint last handed to Tune
+
+    def __call__(self, metrics: dict[str, Any]) -> None:
+        from detector.trial import CHECKPOINT_NAME
+
+        path = self.workdir / CHECKPOINT_NAME
+        stamp = path.stat().st_mtime_ns if path.is_file() else None
+        if stamp is None or stamp == self.seen:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory(dir=self.workdir) as folder:
+            shutil.copyfile(path, Path(folder) / CHECKPOINT_NAME)  # the trainer replaces it atomically
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        self.seen = stamp
 
 
 def run_cell(cell: Cell, plan: SweepPlan, workdir: Path, report: Callable[[dict], None]) -> dict[str, Any]:
@@ -41,7 +96,6 @@ def run_cell(cell: Cell, plan: SweepPlan, workdir: Path, report: Callable[[dict]
 
     # Ray gives a worker the cores it asked for; torch must not use more.
     torch.set_num_threads(max(1, math.floor(plan.cluster["cpus_per_trial"])))
-    workdir.mkdir(parents=True, exist_ok=True)
     forward = _Forward(report)
     result = plan.trial_function_object()(cell.config, workdir=workdir, report=forward)
     return {**result, "iteration": int(result.get("iterations", forward.iteration))}
