@@ -73,6 +73,9 @@ class OhemConfig:
     batch_per_image: int = 128
     nms_thresh: float = 0.7
     max_pos_fraction: Optional[float] = None  # 0.25 is the paper's "1:3"
+    # Which boxes OHEM's NMS compares: "anchors" (default: the box branch is never
+    # trained on negatives, so its predictions there should not decide) or "predicted".
+    nms_boxes: str = "anchors"
 
 
 @dataclass
@@ -274,7 +277,7 @@ def _validate_model(model: ModelConfig) -> None:
 
 
 def _validate_loss(loss: LossConfig) -> None:
-    from detector.criterion import NORMALIZERS
+    from detector.criterion import NORMALIZERS, OHEM_NMS_BOXES
     from detector.losses import BOX_LOSSES, CLASSIFICATION_LOSSES
 
     _one_of("loss.name", loss.name, CLASSIFICATION_LOSSES)
@@ -290,6 +293,7 @@ def _validate_loss(loss: LossConfig) -> None:
     _check(loss.ohem.batch_per_image > 0, f"loss.ohem.batch_per_image={loss.ohem.batch_per_image} must be > 0")
     _in_unit("loss.ohem.nms_thresh", loss.ohem.nms_thresh)
     _in_unit("loss.ohem.max_pos_fraction", loss.ohem.max_pos_fraction, allow_none=True)
+    _one_of("loss.ohem.nms_boxes", loss.ohem.nms_boxes, OHEM_NMS_BOXES)
 
 
 def _validate_data(data: DataConfig) -> None:

@@ -102,23 +102,21 @@ class RetinaNetCriterion:
     the batch) (the paper), "num_pos_plus_images" = positives + N (Detectron),
     "ema" = a moving average of max(1, positives) with `normalizer_momentum`
     (detectron2), updated at every call and saved by `state_dict`. OHEM
-    averages both losses over the mined anchors instead; `ohem_nms_boxes`
+    averages both losses over the mined anchors instead; `loss.ohem.nms_boxes`
     (a name of `OHEM_NMS_BOXES`) says which boxes its NMS compares.
     """
 
-    def __init__(self, *, matcher: Matcher, box_coder: BoxCoder, loss_cfg: LossConfig, num_classes: int,
-                 ohem_nms_boxes: str = "anchors") -> None:
+    def __init__(self, *, matcher: Matcher, box_coder: BoxCoder, loss_cfg: LossConfig, num_classes: int) -> None:
         for key, value, registry in (("loss.name", loss_cfg.name, CLASSIFICATION_LOSSES),
                                      ("loss.box", loss_cfg.box, BOX_LOSSES),
                                      ("loss.normalizer", loss_cfg.normalizer, NORMALIZERS),
-                                     ("ohem_nms_boxes", ohem_nms_boxes, OHEM_NMS_BOXES)):
+                                     ("loss.ohem.nms_boxes", loss_cfg.ohem.nms_boxes, OHEM_NMS_BOXES)):
             if value not in registry:
                 raise ValueError(f"{key}={value!r} must be one of {', '.join(registry)}")
         self.matcher = matcher
         self.box_coder = box_coder
         self.loss_cfg = loss_cfg
         self.num_classes = int(num_classes)
-        self.ohem_nms_boxes = ohem_nms_boxes
         self.state: dict[str, float] = {"ema_normalizer": EMA_INITIAL_NORMALIZER}
 
     def __call__(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor,
@@ -209,7 +207,7 @@ class RetinaNetCriterion:
         positive = assignment.labels == POSITIVE
         score = per_anchor.detach().clone()
         score[positive] += positive_box_loss.detach()
-        boxes = OHEM_NMS_BOXES[self.ohem_nms_boxes](anchors, box_deltas, self.box_coder)
+        boxes = OHEM_NMS_BOXES[self.loss_cfg.ohem.nms_boxes](anchors, box_deltas, self.box_coder)
         ohem = self.loss_cfg.ohem
         return ohem_select(score, boxes, positive, assignment.labels >= 0, batch_size=ohem.batch_per_image,
                            nms_thresh=ohem.nms_thresh, max_pos_fraction=ohem.max_pos_fraction)

@@ -29,9 +29,9 @@ DELTAS = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [-2.0, 0.0, 0.0, 0.0], [0.5, 0.0, 
 
 def ohem_criterion(nms_boxes: str = "anchors", **ohem) -> RetinaNetCriterion:
     cfg = LossConfig(name="ohem", alpha=None, gamma=0.0, box_beta=0.11,
-                     ohem=OhemConfig(**{"batch_per_image": 2, "nms_thresh": 0.5, **ohem}))
+                     ohem=OhemConfig(**{"batch_per_image": 2, "nms_thresh": 0.5, "nms_boxes": nms_boxes, **ohem}))
     return RetinaNetCriterion(matcher=Matcher(fg_iou=0.5, bg_iou=0.4), box_coder=BoxCoder(), loss_cfg=cfg,
-                              num_classes=1, ohem_nms_boxes=nms_boxes)
+                              num_classes=1)
 
 
 def test_the_hand_made_case_is_what_it_claims():
@@ -58,8 +58,8 @@ def test_the_default_nms_is_over_the_anchors():
     default = RetinaNetCriterion(matcher=Matcher(), box_coder=BoxCoder(), num_classes=1,
                                  loss_cfg=LossConfig(name="ohem", alpha=None, gamma=0.0,
                                                      ohem=OhemConfig(batch_per_image=2, nms_thresh=0.5)))
-    assert default.ohem_nms_boxes == "anchors"
-    with pytest.raises(ValueError, match="ohem_nms_boxes='decoded' must be one of anchors, predicted"):
+    assert default.loss_cfg.ohem.nms_boxes == "anchors"
+    with pytest.raises(ValueError, match="loss.ohem.nms_boxes='decoded' must be one of anchors, predicted"):
         ohem_criterion("decoded")
 
 
