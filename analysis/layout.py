@@ -36,17 +36,38 @@ TRIAL_ID = "sweep.trial_id"  # child of a search: the Tune trial id
 EARLY_STOPPED = "sweep.early_stopped"  # "true" when ASHA stopped the trial
 ERROR = "error"  # child: `Type: message` of a failure, first ERROR_CHARS characters
 NODE_ID, NODE_IP = "ray.node_id", "ray.node_ip"
+TIMING = "sweep.timing"  # child: "quiet" once ms_per_image was re-measured after the trials (sweeps/timing.py)
+NOTE = "mlflow.note.content"  # MLflow's own: a run's Markdown description (parent: tables and findings)
+# Experiment tag the MLflow 3 UI reads to choose its layout: without it the UI
+# opens a new experiment on the GenAI "Overview" page, not on the training runs.
+EXPERIMENT_KIND, EXPERIMENT_KIND_TRAINING = "mlflow.experimentKind", "custom_model_development"
+# Every run (parent and child): what produced it. env.device of a child is what its trial used.
+ENV_PYTHON, ENV_TORCH, ENV_TORCHVISION = "env.python", "env.torch", "env.torchvision"
+ENV_RAY, ENV_MLFLOW, ENV_OPTUNA, ENV_DEVICE = "env.ray", "env.mlflow", "env.optuna", "env.device"
+ENV_GIT_COMMIT, ENV_GIT_DIRTY = "git.commit", "git.dirty"  # git.dirty: "true" | "false" | "unknown"
+DATA_DIGEST = "data.digest"  # sha256 (16 hex) of the train and val annotation files
+ENV_TAGS = (ENV_PYTHON, ENV_TORCH, ENV_TORCHVISION, ENV_RAY, ENV_MLFLOW, ENV_OPTUNA, ENV_DEVICE,
+            ENV_GIT_COMMIT, ENV_GIT_DIRTY, DATA_DIGEST)
 
 ROLE_PARENT, ROLE_CHILD = "parent", "child"
+NOTE_CHARS = 8000  # MLflow's longest tag value (mlflow.utils.validation.MAX_TAG_VAL_LENGTH)
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
 ERROR_CHARS = 500
 
 # -- metrics ---------------------------------------------------------------
 COCO_METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")  # fractions in [0, 1]; -1: no such objects
 SPEED_METRIC = "ms_per_image"
+SPEED_SPREAD = "ms_per_image_spread"  # (slowest - fastest) / median of the quiet timing passes
 FINAL_METRICS = COCO_METRICS + (SPEED_METRIC,)
 TRAIN_METRICS = ("loss", "loss_cls", "loss_box", "lr")  # per step (step = iteration)
 PARENT_COUNTS = ("finished", "failed", "killed", "before")  # parent metrics trials_<count>
+PER_CLASS_PREFIX = "AP/"  # child: final AP of one category, `AP/<category name>` (-1: no ground truth)
+DEVICE_RESULT = "device"  # the key of a trial's result naming the device it ran on (-> env.device)
+
+# -- child artifacts (besides config.yaml, metrics.json, checkpoint/) --------
+PER_CLASS_FILE = "per_class.json"  # {category name: AP}, the trial writes it into its workdir
+PR_CURVES_FILE = "pr_curves.png"  # precision-recall curve per category at IoU 0.5
+PREDICTIONS_DIR = "predictions"  # a few validation images, predictions and ground truth drawn
 
 
 class RunLike(Protocol):
@@ -97,6 +118,25 @@ def child_tags(parent_id: str, name: str, overrides: Mapping[str, Any], seed: in
     """The tags of a trial's child run."""
     return {PARENT_ID: parent_id, ROLE: ROLE_CHILD, NAME: name, CELL: cell_key(overrides, seed),
             OVERRIDES: encode_overrides(overrides), SEED: str(seed), INVOCATION: invocation}
+
+
+def per_class_metric(category: str) -> str:
+    """`AP/<category>`; characters MLflow refuses in a metric name become `_`."""
+    safe = "".join(ch if ch.isalnum() or ch in "_-. /" else "_" for ch in category)
+    return PER_CLASS_PREFIX + safe
+
+
+def per_class_of(metrics: Mapping[str, float]) -> dict[str, float]:
+    """{category: AP} of a run's metrics (its `AP/<category>` ones)."""
+    return {k[len(PER_CLASS_PREFIX):]: v for k, v in metrics.items() if k.startswith(PER_CLASS_PREFIX)}
+
+
+def note_text(markdown: str, more: str = "") -> str:
+    """A run description that fits a tag: cut at a line end, then `more` (where the rest is)."""
+    if len(markdown) <= NOTE_CHARS:
+        return markdown
+    tail = f"\n\n… cut here. {more}".rstrip()
+    return markdown[:NOTE_CHARS - len(tail)].rsplit("\n", 1)[0] + tail
 
 
 def table_of(run: RunLike) -> dict[str, Any]:

@@ -7,6 +7,7 @@
 | `curve` | x; name, title, xlabel, label | the rank metric vs row column x, ours beside the paper's curve (one line per value of the other row columns; with best_of, each point at its best value) |
 | `bars` | x, group; name, title, xlabel, noun | grouped bars: per x, one bar per (source, group value) |
 | `figure2` | line, point, others; name, title, label, paper_label, time, paper_time | Figure 2: AP vs ms/image, one line per `line` value across `point`s; the paper's lines and the other detectors of table `others` in their own panel |
+| `parallel` | name, title, metric | parallel coordinates of the trials: one line per finished trial across the overrides that vary, ending on the metric (default: the rank metric), coloured by it (open searches) |
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so the
 caller's backend is never changed; matplotlib is imported only when drawing
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from analysis.declaration import TableDeclaration
-    from analysis.runs import SweepRecord
+    from analysis.runs import SweepRecord, TrialRecord
 
 OURS_STYLE = {"marker": "o", "linewidth": 2}
 PAPER_STYLE = {"marker": "s", "linestyle": "--", "linewidth": 1.5, "alpha": 0.8}
@@ -71,6 +72,7 @@ class PlotInput:
     papers: Mapping[str, PaperTable]
     out_dir: Path
     profile: str = ""
+    trials: Sequence["TrialRecord"] = ()  # every trial of the sweep (kinds that draw trials, not rows)
 
     @property
     def paper(self) -> Optional[PaperTable]:
@@ -104,7 +106,7 @@ def make_plots(sweep: "SweepRecord", out_dir: Path, paper: Optional[Mapping[str,
     paper_table = papers[declaration.paper] if declaration.paper else None
     rows = keyed_rows(declaration, our_groups(declaration, sweep.trials), paper_table)
     kind = PLOT_KINDS[declaration.plot.kind]
-    return [kind.draw(PlotInput(declaration, rows, papers, out_dir, sweep.profile))]
+    return [kind.draw(PlotInput(declaration, rows, papers, out_dir, sweep.profile, tuple(sweep.trials)))]
 
 
 # -- the kinds ------------------------------------------------------------------------
@@ -199,12 +201,32 @@ def plot_figure2(data: PlotInput) -> Plot:
     return _write(fig, data.out_dir / data.option("name", "figure2"), ours + theirs)
 
 
+def plot_parallel(data: PlotInput) -> Plot:
+    """Parallel coordinates: one line per finished trial across the overrides that vary
+    (each axis scaled to its range; lists and strings as categories), ending on the
+    metric; the line's colour is the metric too, so the good regions stand out."""
+    from analysis.tables import varying_overrides  # imported here: tables.py builds on these rows
+
+    metric = data.option("metric", data.declaration.rank_metric)
+    trials = [t for t in data.trials if t.status == "FINISHED" and t.metrics.get(metric) is not None]
+    keys = varying_overrides(trials)
+    axes = [_parallel_axis(data.header(k), [t.value(k) for t in trials]) for k in keys]
+    axes.append(_parallel_axis(_ylabel(metric), [_shown(t.metrics[metric], metric) for t in trials]))
+    fig, ax = _figure()
+    fig.set_size_inches(max(7.0, 1.8 * len(axes)), 4.5)
+    series = _draw_parallel(ax, axes, [_shown(t.metrics[metric], metric) for t in trials],
+                            [t.run_id[:8] for t in trials], metric, fig)
+    ax.set_title(data.option("title", f"{len(trials)} trials: the values that vary, and {metric}"))
+    return _write(fig, data.out_dir / data.option("name", "parallel_coordinates"), series)
+
+
 PLOT_KINDS: dict[str, PlotKind] = {
     "curve": PlotKind(plot_curve, ("x",), ("name", "title", "xlabel", "label"), columns=("x",)),
     "bars": PlotKind(plot_bars, ("x", "group"), ("name", "title", "xlabel", "noun"), columns=("x", "group")),
     "figure2": PlotKind(plot_figure2, ("line", "point", "others"),
                         ("name", "title", "label", "paper_label", "time", "paper_time"),
                         columns=("line", "point"), tables=("others",), needs_paper=True),
+    "parallel": PlotKind(plot_parallel, (), ("name", "title", "metric")),
 }
 
 
@@ -275,6 +297,57 @@ def _ylabel(metric: str) -> str:
 
 def _plural(count: Any, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """One vertical axis of a parallel-coordinates plot: its values placed in [0, 1] and its tick labels."""
+
+    label: str
+    positions: list[float]
+    ticks: list[tuple[float, str]]
+
+
+def _parallel_axis(label: str, values: Sequence[Any]) -> _Axis:
+    """Numbers scaled by their range; anything else (lists, strings) as evenly spaced categories."""
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        low, high = min(values), max(values)
+        span = (high - low) or 1.0
+        return _Axis(label, [(v - low) / span for v in values], [(0.0, f"{low:.3g}"), (1.0, f"{high:.3g}")])
+    names = sorted({str(v) for v in values})
+    place = {name: i / max(len(names) - 1, 1) for i, name in enumerate(names)}
+    return _Axis(label, [place[str(v)] for v in values], [(p, n) for n, p in place.items()])
+
+
+def _shown(value: float, metric: str) -> float:
+    """COCO metrics in percent, as the tables show them."""
+    return 100 * value if metric in COCO_METRICS else value
+
+
+def _draw_parallel(ax: "Axes", axes: Sequence[_Axis], scores: Sequence[float], names: Sequence[str],
+                   metric: str, fig: "Figure") -> list[Series]:
+    """The polylines (coloured by score, best on top), the axes with their ticks, a colour bar."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    norm = Normalize(min(scores, default=0.0), max(scores, default=1.0))
+    cmap = colormaps["viridis"]
+    xs = list(range(len(axes)))
+    series = []
+    for i in sorted(range(len(scores)), key=lambda j: scores[j]):
+        ys = [axis.positions[i] for axis in axes]
+        ax.plot(xs, ys, color=cmap(norm(scores[i])), linewidth=1.8, alpha=0.85)
+        series.append(Series(names[i], [float(x) for x in xs], ys))
+    for x, axis in zip(xs, axes):
+        ax.axvline(x, color="black", linewidth=0.8)
+        for position, text in axis.ticks:
+            ax.annotate(text, (x, position), xytext=(4, 0), textcoords="offset points", fontsize=7, va="center")
+    ax.set_xticks(xs, [axis.label for axis in axes])
+    ax.set_yticks([])
+    ax.set_xlim(-0.2, len(axes) - 0.6)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=_ylabel(metric))
+    return series
 
 
 # -- drawing --------------------------------------------------------------------------

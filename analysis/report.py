@@ -17,12 +17,16 @@ from typing import Sequence
 
 from rich.console import Console
 
+from mlflow.tracking import MlflowClient
+
+from analysis import layout
 from analysis.errors import AnalysisError
+from analysis.html import FILE_NAME, HtmlInputs, write_html
 from analysis.layout import EXPERIMENT
 from analysis.paper_findings import FindingResult, sweep_findings
 from analysis.plots import Plot, make_plots
-from analysis.render import default_console, print_table, write_table
-from analysis.render_findings import findings_blocks, print_findings
+from analysis.render import default_console, print_table, to_markdown, write_table
+from analysis.render_findings import findings_blocks, findings_markdown, print_findings
 from analysis.runs import SweepRecord, load_sweep, open_client, store_errors
 from analysis.table import Table
 from analysis.tables import build_tables
@@ -52,13 +56,15 @@ def build_report(
     console: Console | None = None,
     profile: str | None = None,
 ) -> Path:
-    """Write the tables (.md/.csv/.tex, the Findings block in the first table's files)
-    and plots (.png/.svg) of a sweep; returns their folder, `<reports_dir>/<sweep name>/`.
+    """Write the tables (.md/.csv/.tex, the Findings block in the first table's files),
+    plots (.png/.svg) and one self-contained page of it all (index.html) of a
+    sweep; returns their folder, `<reports_dir>/<sweep name>/`.
 
     `sweep_or_run_id`: a sweep name (its latest parent run in `experiment`,
     of `profile` if given) or a parent run id. The tables and findings are
     printed to `console` (default: the terminal), and with `log_artifacts`
-    the files are logged to the parent run under `reports/`.
+    the files are logged to the parent run under `reports/` and the tables and
+    findings become its description (Markdown) in the MLflow UI.
     Raises AnalysisError for a user error (unknown sweep/run, unreachable store).
     `create_report` takes the same arguments and returns the whole `Report`.
     """
@@ -82,11 +88,34 @@ def create_report(
     sweep = load_sweep(client, sweep_or_run_id, experiment, profile)
     out_dir = Path(reports_dir) / (sweep.name or sweep.run_id)  # the one place the sweep's name is appended
     report = write_report(sweep, out_dir, console)
+    report.paths.append(write_html(report, html_inputs(client, sweep)))
     if log_artifacts:
         with store_errors(client.tracking_uri, "log reports to"):
             for path in report.paths:
                 client.log_artifact(sweep.run_id, str(path), artifact_path=ARTIFACT_DIR)
+            more = f"The whole report: artifact {ARTIFACT_DIR}/{FILE_NAME} of this run."
+            client.set_tag(sweep.run_id, layout.NOTE, layout.note_text(note_markdown(report), more))
     return report
+
+
+def html_inputs(client: MlflowClient, sweep: SweepRecord) -> HtmlInputs:
+    """The per-category AP of the sweep's trials (their `AP/<category>` metrics) and where the runs are."""
+    with store_errors(client.tracking_uri):
+        experiment_id = client.get_run(sweep.run_id).info.experiment_id
+        runs = {run.info.run_id: run for run in layout.children(client, experiment_id, sweep.run_id)}
+    per_class = {t.run_id: layout.per_class_of(runs[t.run_id].data.metrics) for t in sweep.trials if t.run_id in runs}
+    return HtmlInputs(per_class=per_class, tracking_uri=client.tracking_uri, experiment_id=experiment_id)
+
+
+def note_markdown(report: Report) -> str:
+    """The parent run's description in the MLflow UI: the counts, the tables and the findings."""
+    sweep = report.sweep
+    lines = [f"**Sweep {sweep.name}** (profile {sweep.profile or '?'}, {len(sweep.trials)} trials). "
+             f"Report: `{report.out_dir / FILE_NAME}` (also this run's artifact `{ARTIFACT_DIR}/{FILE_NAME}`).", ""]
+    if report.findings:
+        lines += [findings_markdown(report.findings)]
+    lines += [to_markdown(table) for table in report.tables]
+    return "\n".join(lines)
 
 
 def write_report(sweep: SweepRecord, out_dir: Path, console: Console | None = None) -> Report:

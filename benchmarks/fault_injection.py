@@ -40,6 +40,7 @@ class Round:
     second_rc: int
     lost: int
     duplicated: int
+    error: str = ""  # the rerun's last stderr line when it failed
 
     @property
     def survived(self) -> bool:
@@ -107,7 +108,8 @@ def one_round(kind: str, delay: float, cache: str, rng: random.Random, keep: Pat
     runs, finished = cell_counts(folder / "mlflow.db")
     lost = CELLS - len(finished)
     duplicated = sum(n > 1 for n in runs.values()) + sum(n > 1 for n in finished.values())
-    return Round(kind, delay, first_rc, second.returncode, lost, duplicated)
+    error = second.stderr.strip().splitlines()[-1] if second.returncode and second.stderr.strip() else ""
+    return Round(kind, delay, first_rc, second.returncode, lost, duplicated, error)
 
 
 def main() -> None:
@@ -126,7 +128,7 @@ def main() -> None:
         rounds.append(result)
         print(f"[{index + 1}/{args.kills}] {kind:15s} after {delay:5.1f}s: first exit {result.first_rc}, "
               f"rerun exit {result.second_rc}, lost {result.lost}, duplicated {result.duplicated}"
-              f"{'' if result.survived else '  <-- NOT SURVIVED'}", flush=True)
+              f"{'' if result.survived else '  <-- NOT SURVIVED ' + result.error}", flush=True)
     survived = sum(r.survived for r in rounds)
     print(f"kills survived {survived}/{len(rounds)}, cells lost {sum(r.lost for r in rounds)}, "
           f"cells duplicated {sum(r.duplicated for r in rounds)} "

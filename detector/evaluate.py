@@ -11,16 +11,22 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from typing import Callable, Iterable, Optional
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
+import numpy as np
 import torch
 from pycocotools.coco import COCO
 from torch import nn
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 METRIC_NAMES = ("AP", "AP50", "AP75", "APS", "APM", "APL")  # COCOeval.stats[0:6]
 
 
-def _pycocotools_stats(coco_gt: COCO, detections: list[dict], image_ids: Optional[list[int]]) -> list[float]:
+def _pycocotools_eval(coco_gt: COCO, detections: list[dict], image_ids: Optional[list[int]]) -> Any:
     from pycocotools.cocoeval import COCOeval
 
     coco_dt = coco_gt.loadRes(detections)
@@ -30,10 +36,10 @@ def _pycocotools_stats(coco_gt: COCO, detections: list[dict], image_ids: Optiona
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
-    return list(evaluator.stats)
+    return evaluator
 
 
-def _faster_stats(coco_gt: COCO, detections: list[dict], image_ids: Optional[list[int]]) -> list[float]:
+def _faster_eval(coco_gt: COCO, detections: list[dict], image_ids: Optional[list[int]]) -> Any:
     import faster_coco_eval
 
     quiet = lambda *args, **kwargs: None  # noqa: E731 - it logs every step at INFO otherwise
@@ -44,15 +50,56 @@ def _faster_stats(coco_gt: COCO, detections: list[dict], image_ids: Optional[lis
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
-    return list(evaluator.stats)
+    return evaluator
 
 
-# eval.backend -> (coco_gt, detections, image_ids) -> COCOeval.stats. The
-# registry config validation reads; the first is the default.
-BACKENDS: dict[str, Callable[[COCO, list[dict], Optional[list[int]]], list[float]]] = {
-    "faster_coco_eval": _faster_stats,
-    "pycocotools": _pycocotools_stats,
+# eval.backend -> (coco_gt, detections, image_ids) -> the accumulated, summarised
+# COCOeval (both give `.stats` and `.eval["precision"]`). The registry config
+# validation reads; the first is the default.
+BACKENDS: dict[str, Callable[[COCO, list[dict], Optional[list[int]]], Any]] = {
+    "faster_coco_eval": _faster_eval,
+    "pycocotools": _pycocotools_eval,
 }
+
+
+@dataclass
+class CocoEvaluation:
+    """What one COCO evaluation gives beyond the six numbers.
+
+    metrics: {"AP", ..., "APL"} (fractions). per_class: {category name: AP
+    at IoU .50:.95} (-1: the category has no ground truth in the images).
+    recall: COCO's 101 recall thresholds; pr_curves: {category name:
+    interpolated precision at each of them, IoU 0.50} (-1: no ground truth).
+    """
+
+    metrics: dict[str, float]
+    per_class: dict[str, float] = field(default_factory=dict)
+    recall: list[float] = field(default_factory=list)
+    pr_curves: dict[str, list[float]] = field(default_factory=dict)
+
+
+def coco_evaluation(coco_gt: COCO, detections: list[dict], backend: str = "faster_coco_eval",
+                    image_ids: Optional[list[int]] = None) -> CocoEvaluation:
+    """`coco_metrics`, plus per-category AP and precision-recall curves (see CocoEvaluation)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} must be one of {', '.join(BACKENDS)}")
+    names = {cat["id"]: cat.get("name", str(cat["id"])) for cat in coco_gt.dataset.get("categories", [])}
+    if not detections:
+        return CocoEvaluation({name: 0.0 for name in METRIC_NAMES}, {name: 0.0 for name in names.values()})
+    with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its whole summary
+        evaluator = BACKENDS[backend](coco_gt, detections, image_ids)
+    metrics = {name: float(value) for name, value in zip(METRIC_NAMES, evaluator.stats)}
+    precision = np.asarray(evaluator.eval["precision"])  # (T iou, R recall, K class, A area, M max dets)
+    cat_ids = list(evaluator.params.catIds)
+    per_class = {names.get(c, str(c)): _mean_precision(precision[:, :, k, 0, -1]) for k, c in enumerate(cat_ids)}
+    curves = {names.get(c, str(c)): [float(v) for v in precision[0, :, k, 0, -1]] for k, c in enumerate(cat_ids)}
+    return CocoEvaluation(metrics, per_class, [float(r) for r in evaluator.params.recThrs], curves)
+
+
+def _mean_precision(precision: np.ndarray) -> float:
+    """COCO's AP of one category: the mean over IoUs and recalls of the defined entries (-1: none)."""
+    defined = precision[precision > -1]
+    return float(defined.mean()) if defined.size else -1.0
 
 
 def coco_metrics(coco_gt: COCO, detections: list[dict], backend: str = "faster_coco_eval",
@@ -66,13 +113,7 @@ def coco_metrics(coco_gt: COCO, detections: list[dict], backend: str = "faster_c
     None evaluates every image of `coco_gt`. With no detections at all every
     metric is 0 (COCO's loadRes rejects an empty list).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} must be one of {', '.join(BACKENDS)}")
-    if not detections:
-        return {name: 0.0 for name in METRIC_NAMES}
-    with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its whole summary
-        stats = BACKENDS[backend](coco_gt, detections, image_ids)
-    return {name: float(value) for name, value in zip(METRIC_NAMES, stats)}
+    return coco_evaluation(coco_gt, detections, backend, image_ids).metrics
 
 
 def to_coco_results(outputs: list[dict], targets: list[dict], label_to_category_id: list[int]) -> list[dict]:
@@ -122,3 +163,50 @@ def time_inference(model: nn.Module, images: list[torch.Tensor], device: torch.d
         model([image])
     _synchronize(device)
     return 1000.0 * (time.perf_counter() - start) / len(timed)
+
+
+# -- pictures of an evaluation (for a person, not for a metric) --------------------------
+GT_COLOUR, PRED_COLOUR = (40, 220, 60), (255, 60, 60)  # green: ground truth, red: predictions
+MIN_PICTURE_SIDE = 320  # synthetic scenes are 64-128 px: zoomed so the boxes can be judged
+
+
+def write_pr_curves(evaluation: CocoEvaluation, path: Path) -> Path:
+    """One precision-recall curve per category (IoU 0.50) into a PNG; categories without ground truth skipped."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)  # Agg directly: the caller's pyplot backend is never touched
+    ax = fig.add_subplot()
+    for name, precision in evaluation.pr_curves.items():
+        if precision and precision[0] > -1:
+            ap = evaluation.per_class.get(name, -1.0)
+            ax.plot(evaluation.recall, np.clip(precision, 0, None), label=f"{name} (AP {100 * ap:.1f})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
+           title="Precision-recall per category (IoU 0.50; AP over IoU .50:.95)")
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower left")
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def draw_detections(image: torch.Tensor, truth: dict, output: dict, names: list[str],
+                    min_score: float = 0.3) -> "Image.Image":
+    """A (3, H, W) image in [0, 1] with its ground-truth boxes (green) and the
+    predictions scoring at least `min_score` (red, "name score"); boxes xyxy in its pixels."""
+    from PIL import Image, ImageDraw
+
+    pixels = (image.detach().cpu().permute(1, 2, 0).clamp(0, 1) * 255).byte().numpy()
+    zoom = max(1, -(-MIN_PICTURE_SIDE // min(pixels.shape[:2])))
+    picture = Image.fromarray(pixels).resize((pixels.shape[1] * zoom, pixels.shape[0] * zoom), Image.NEAREST)
+    draw = ImageDraw.Draw(picture)
+    for box in truth["boxes"].tolist():
+        draw.rectangle([v * zoom for v in box], outline=GT_COLOUR, width=2)
+    keep = output["scores"] >= min_score
+    for box, label, score in zip(output["boxes"][keep].tolist(), output["labels"][keep].tolist(),
+                                 output["scores"][keep].tolist()):
+        x1, y1 = box[0] * zoom, box[1] * zoom
+        draw.rectangle([v * zoom for v in box], outline=PRED_COLOUR, width=1)
+        draw.text((x1 + 2, y1 + 1), f"{names[label]} {score:.2f}", fill=PRED_COLOUR)
+    return picture

@@ -13,13 +13,14 @@ from torch.utils.data import DataLoader
 
 from detector.config import TrialConfig
 from detector.data.loader import build_datasets, build_train_loader, collate
-from detector.evaluate import coco_metrics, predict, time_inference
+from detector.evaluate import CocoEvaluation, coco_evaluation, draw_detections, predict, time_inference, write_pr_curves
 from detector.model import RetinaNet, build_model
 from detector.train import NonFiniteLossError, Trainer, resolve_device, seed_everything
 
 __all__ = ["run_trial", "NonFiniteLossError"]
 
 Report = Callable[[dict], None]
+PREDICTION_IMAGES = 4  # validation images drawn with their predictions into workdir/predictions/
 
 
 class _Evaluator:
@@ -29,13 +30,14 @@ class _Evaluator:
         self.model, self.val_set, self.cfg, self.device, self.report = model, val_set, cfg, device, report
         self.loader = DataLoader(val_set, batch_size=cfg.train.batch_size, collate_fn=collate,
                                  num_workers=cfg.data.num_workers)
+        self.last: Optional[CocoEvaluation] = None  # the latest evaluation, for the files of a finished trial
 
     def __call__(self, iteration: int) -> dict[str, float]:
         detections = predict(self.model, self.loader, self.val_set.label_to_category_id, self.device)
-        metrics = coco_metrics(self.val_set.coco, detections, backend=self.cfg.eval.backend,
-                               image_ids=list(self.val_set.image_ids))
-        self.report({"iteration": iteration, **metrics})
-        return metrics
+        self.last = coco_evaluation(self.val_set.coco, detections, backend=self.cfg.eval.backend,
+                                    image_ids=list(self.val_set.image_ids))
+        self.report({"iteration": iteration, **self.last.metrics})
+        return self.last.metrics
 
 
 def _speed(model: RetinaNet, val_set, cfg: TrialConfig, device: torch.device) -> float:
@@ -45,7 +47,30 @@ def _speed(model: RetinaNet, val_set, cfg: TrialConfig, device: torch.device) ->
     return time_inference(model, images, device, warmup=min(cfg.eval.warmup_images, count - 1))
 
 
+@torch.inference_mode()
+def _write_pictures(model: RetinaNet, val_set, evaluation: CocoEvaluation, workdir: Path,
+                    device: torch.device) -> None:
+    """For a person looking at the trial: per_class.json, pr_curves.png and the
+    first PREDICTION_IMAGES validation images with predictions and ground truth
+    drawn, predictions/<image id>.png (file names as analysis/layout.py names them)."""
+    (workdir / "per_class.json").write_text(json.dumps(evaluation.per_class, indent=2))
+    write_pr_curves(evaluation, workdir / "pr_curves.png")
+    folder = workdir / "predictions"
+    folder.mkdir(exist_ok=True)
+    model.eval()
+    for index in range(min(PREDICTION_IMAGES, len(val_set))):
+        image, target = val_set[index]
+        output = {k: v.cpu() for k, v in model([image.to(device)])[0].items()}
+        picture = draw_detections(image, target, output, val_set.category_names)
+        picture.save(folder / f"{target['image_id']}.png")
+
+
 CHECKPOINT_NAME = "checkpoint_last.pt"  # the training state in a trial's workdir (train.checkpoint_every)
+
+
+def device_name(device: torch.device) -> str:
+    """"cpu", or the CUDA device's name (what a run's env.device tag says)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
 def _resume(trainer: Trainer, checkpoint: Path) -> None:
@@ -60,8 +85,11 @@ def run_trial(cfg: TrialConfig, *, workdir: Path, report: Optional[Report] = Non
     report(metrics) receives {"iteration", "loss", "loss_cls", "loss_box", "lr"}
     every train.log_every iterations and {"iteration", "AP", ...} after each
     evaluation. Returns AP, AP50, AP75, APS, APM, APL (fractions),
-    ms_per_image, train_images_per_s, train_seconds, iterations. Raises
-    NonFiniteLossError when the loss diverges.
+    ms_per_image, train_images_per_s, train_seconds, iterations, and
+    `device` (its name, e.g. "cpu" or the CUDA device's). Also writes
+    workdir/per_class.json ({category: AP}), workdir/pr_curves.png and
+    workdir/predictions/<image id>.png. Raises NonFiniteLossError when the
+    loss diverges.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -81,8 +109,10 @@ def run_trial(cfg: TrialConfig, *, workdir: Path, report: Optional[Report] = Non
     metrics = evaluate(trainer.iteration)
     result = {**metrics, "ms_per_image": _speed(trainer.model, val_set, cfg, device),
               "train_images_per_s": trainer.images_seen / max(trainer.train_seconds, 1e-9),
-              "train_seconds": trainer.train_seconds, "iterations": float(trainer.iteration)}
+              "train_seconds": trainer.train_seconds, "iterations": float(trainer.iteration),
+              "device": device_name(device)}
     torch.save(trainer.model.state_dict(), workdir / "model.pt")
+    _write_pictures(trainer.model, val_set, evaluate.last, workdir, device)
     (workdir / "metrics.json").write_text(json.dumps(result, indent=2))
     checkpoint.unlink(missing_ok=True)  # finished: model.pt is the result
     return result

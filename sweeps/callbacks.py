@@ -8,6 +8,7 @@ back instead of a new one.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any, Optional
@@ -18,7 +19,9 @@ from ray.tune.experiment import Trial
 
 from analysis import layout
 from analysis.layout import FAILED, FINISHED, KILLED
+from sweeps import environment
 from sweeps.plan import Cell, SweepPlan
+from sweeps.progress import constant_overrides, trial_label
 from sweeps.tracking import SweepTracker
 from sweeps.trainable import FINAL_FLAG, cell_of
 
@@ -26,7 +29,7 @@ from sweeps.trainable import FINAL_FLAG, cell_of
 NOT_METRICS = {"iteration", "iterations", FINAL_FLAG, "node_id", "done", "training_iteration", "trial_id",
                "time_this_iter_s", "time_total_s", "timestamp", "time_since_restore",
                "iterations_since_restore", "pid", "date", "hostname", "node_ip", "config",
-               "experiment_tag", "checkpoint_dir_name", "should_checkpoint"}
+               "experiment_tag", "checkpoint_dir_name", "should_checkpoint", layout.DEVICE_RESULT}
 
 
 class MlflowCallback(tune.Callback):
@@ -36,13 +39,18 @@ class MlflowCallback(tune.Callback):
     Keeps no tally of its own: what happened is read back from MLflow, so it
     also works where Tune runs it on the cluster (Ray Client, `ray://`)."""
 
-    def __init__(self, plan: SweepPlan, tracker: SweepTracker, previous: dict[str, Run], invocation: str) -> None:
+    def __init__(self, plan: SweepPlan, tracker: SweepTracker, previous: dict[str, Run], invocation: str,
+                 environment_tags: Optional[dict[str, str]] = None) -> None:
         self.plan = plan
         self.tracker = tracker
         self.invocation = invocation
         self.previous = previous  # cell key -> unfinished child run of an earlier invocation
         self.runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
         self.cells: dict[str, Cell] = {}  # Tune trial id -> its cell (a search's is built once, here)
+        # versions and git state, the same for every trial (env.device and data.digest are per trial)
+        self.environment = {k: v for k, v in (environment_tags or {}).items()
+                            if k not in (layout.ENV_DEVICE, layout.DATA_DIGEST)}
+        self.constant = constant_overrides(plan)  # overrides no trial's name needs to show
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable: the MLflow client is rebuilt from its URI where Tune unpickles this."""
@@ -69,9 +77,12 @@ class MlflowCallback(tune.Callback):
 
     def _open_run(self, trial: Trial) -> None:
         cell = self.cells[trial.trial_id] = cell_of(trial.config, self.plan)
-        extra = {layout.TRIAL_ID: trial.trial_id} if self.plan.kind == "search" else {}
+        extra = {**self.environment, layout.DATA_DIGEST: environment.data_digest(cell.config.data)}
+        if self.plan.kind == "search":
+            extra[layout.TRIAL_ID] = trial.trial_id
         reuse = self.previous.pop(cell.key, None) if self.plan.kind == "grid" else None
-        self.runs[trial.trial_id] = self.tracker.start_child(self.plan, cell, reuse, self.invocation, extra)
+        name = trial_label(cell.overrides, cell.seed, self.constant, self.plan.seeds > 1)
+        self.runs[trial.trial_id] = self.tracker.start_child(self.plan, cell, reuse, self.invocation, extra, name)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         run_id = self._run_of(trial)
@@ -79,13 +90,15 @@ class MlflowCallback(tune.Callback):
         if metrics:
             self.tracker.log_metrics(run_id, metrics, step=int(result.get("iteration", 0)))
         if result.get(FINAL_FLAG):
-            self.tracker.set_tags(run_id, {layout.NODE_ID: result.get("node_id", ""),
-                                           layout.NODE_IP: result.get("node_ip", "")})
+            tags = {layout.NODE_ID: result.get("node_id", ""), layout.NODE_IP: result.get("node_ip", "")}
+            if result.get(layout.DEVICE_RESULT):  # what the trial ran on (a trial function may not say)
+                tags[layout.ENV_DEVICE] = str(result[layout.DEVICE_RESULT])
+            self.tracker.set_tags(run_id, tags)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         run_id = self._run_of(trial)
         if (trial.last_result or {}).get(FINAL_FLAG):
-            self._log_outputs(run_id, trial.checkpoint)
+            self._log_outputs(run_id, trial.checkpoint, int(trial.last_result.get("iteration", 0)))
             status = FINISHED
         elif self.plan.kind == "search":  # stopped by ASHA: a finished, shorter trial
             self.tracker.set_tags(run_id, {layout.EARLY_STOPPED: "true"})
@@ -106,16 +119,31 @@ class MlflowCallback(tune.Callback):
         if workdir.is_dir():
             shutil.rmtree(workdir)
 
-    def _log_outputs(self, run_id: str, checkpoint: Optional[tune.Checkpoint]) -> None:
-        """checkpoint/model.pt and metrics.json from the trial's final checkpoint."""
+    def _log_outputs(self, run_id: str, checkpoint: Optional[tune.Checkpoint], step: int) -> None:
+        """From the trial's final checkpoint (its workdir): checkpoint/model.pt, metrics.json,
+        per_class.json (also as `AP/<category>` metrics), pr_curves.png and predictions/."""
         if checkpoint is None:
             return
         with checkpoint.as_directory() as folder:
-            model, metrics = Path(folder) / "model.pt", Path(folder) / "metrics.json"
+            model = Path(folder) / "model.pt"
             if model.is_file():
                 self.tracker.log_file(run_id, model, "checkpoint")
-            if metrics.is_file():
-                self.tracker.log_file(run_id, metrics)
+            for name in ("metrics.json", layout.PER_CLASS_FILE, layout.PR_CURVES_FILE):
+                if (Path(folder) / name).is_file():
+                    self.tracker.log_file(run_id, Path(folder) / name)
+            if (Path(folder) / layout.PREDICTIONS_DIR).is_dir():
+                self.tracker.log_folder(run_id, Path(folder) / layout.PREDICTIONS_DIR, layout.PREDICTIONS_DIR)
+            per_class = per_class_metrics(Path(folder) / layout.PER_CLASS_FILE)
+            if per_class:
+                self.tracker.log_metrics(run_id, per_class, step=step)
+
+
+def per_class_metrics(path: Path) -> dict[str, float]:
+    """`AP/<category>` metrics from a trial's per_class.json ({} when it wrote none)."""
+    if not path.is_file():
+        return {}
+    values = json.loads(path.read_text())
+    return {layout.per_class_metric(name): float(ap) for name, ap in values.items()}
 
 
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:

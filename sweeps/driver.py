@@ -24,9 +24,11 @@ from mlflow.entities import Run
 
 from analysis import layout
 from analysis.layout import FAILED, FINISHED, KILLED, RUNNING
-from detector.config import TrialConfig
+from detector.config import DataConfig, TrialConfig
+from sweeps import environment
 from sweeps.callbacks import MlflowCallback
 from sweeps.cluster import ClusterInfo, ray_cluster
+from sweeps.estimate import estimate_line
 from sweeps.lease import SweepLease
 from sweeps.plan import Cell, SweepPlan
 from sweeps.progress import MlflowPoller, ProgressBoard, ProgressCallback
@@ -78,9 +80,10 @@ class SweepDriver:
         parent to resume, then start the cluster only if there is work."""
         tracker = SweepTracker(self.uri, self.plan.experiment)
         existing = tracker.find_parent(self.plan) if self.plan.resume else None
-        if existing is not None and self.plan.kind == "grid":
-            if not grid_resume(tracker.children(existing.info.run_id), self.plan.cells)[0]:
-                return self._already_done(tracker, existing.info.run_id)
+        trials = self._trials_to_run(tracker, existing)
+        if existing is not None and self.plan.kind == "grid" and trials == 0:
+            return self._already_done(tracker, existing.info.run_id)
+        self.console.print(estimate_line(self.plan, trials), highlight=False, soft_wrap=True)
         with ray_cluster(self.plan.cluster) as info:
             resumed = tracker.open_parent(self.plan, existing, git_commit(PROJECT_ROOT))
             plan = self._with_workspace(tracker.parent_id, info)
@@ -88,6 +91,20 @@ class SweepDriver:
             outcome = runner(tracker, plan, info)
         outcome.resumed = resumed
         return outcome
+
+    def _trials_to_run(self, tracker: SweepTracker, existing: Optional[Run]) -> int:
+        """Trials this invocation runs: a search's num_samples; a grid's cells not finished before."""
+        if self.plan.kind != "grid":
+            return self.plan.search.num_samples if self.plan.search else 0
+        if existing is None:
+            return len(self.plan.cells)
+        return len(grid_resume(tracker.children(existing.info.run_id), self.plan.cells)[0])
+
+    def _tag_environment(self, tracker: SweepTracker, data: DataConfig, info: ClusterInfo) -> dict[str, str]:
+        """Versions, device, git state and data digest on the parent run; returned for the children."""
+        tags = environment.run_tags(PROJECT_ROOT, data, environment.cluster_device(info.gpus))
+        tracker.set_tags(tracker.parent_id, tags)
+        return tags
 
     def _already_done(self, tracker: SweepTracker, parent_id: str) -> SweepOutcome:
         """Every cell has a FINISHED child: nothing to run, no cluster to start."""
@@ -109,8 +126,9 @@ class SweepDriver:
         pending, previous, before = grid_resume(tracker.children(), plan.cells)
         if info.local:
             prepare_datasets([cell.config for cell in pending])
+        env = self._tag_environment(tracker, plan.cells[0].config.data, info)
         board = self._board(len(pending), before, info)
-        callbacks = [MlflowCallback(plan, tracker, previous, self.invocation), *self._progress(plan, board, info)]
+        callbacks = [MlflowCallback(plan, tracker, previous, self.invocation, env), *self._progress(plan, board, info)]
         self._fit(grid_tuner(plan, pending, self._run_config(plan, info, callbacks)), board, tracker, plan, info)
         return self._finish(tracker, len(pending), before)
 
@@ -122,12 +140,14 @@ class SweepDriver:
         assert search is not None
         children = close_stale_children(tracker)
         before = sum(run.info.status == FINISHED for run in children)
+        base = TrialConfig.from_dict(plan.base)
         if info.local:
-            prepare_datasets([TrialConfig.from_dict(plan.base)])
+            prepare_datasets([base])
+        env = self._tag_environment(tracker, base.data, info)
         searcher, _ = make_searcher(search, plan.name, plan.profile, plan.base_seed)
         scheduler = make_scheduler(search, int(plan.base["train"]["iterations"]))
         board = self._board(search.num_samples, before, info)
-        callbacks = [MlflowCallback(plan, tracker, {}, self.invocation), *self._progress(plan, board, info)]
+        callbacks = [MlflowCallback(plan, tracker, {}, self.invocation, env), *self._progress(plan, board, info)]
         tuner = search_tuner(plan, searcher, scheduler, self._run_config(plan, info, callbacks))
         self._fit(tuner, board, tracker, plan, info)
         outcome = self._finish(tracker, search.num_samples, before)

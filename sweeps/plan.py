@@ -30,6 +30,7 @@ from sweeps.compose import resolved
 from sweeps.schema import trial_part
 
 KINDS = ("grid", "search")
+TIMINGS = ("in_trial", "quiet")
 _COLLECTIONS = ("grid", "cells", "table", "trimmed")
 PARAM_TYPES = ("float", "int", "categorical")
 
@@ -80,6 +81,7 @@ class SweepSpec:
     seeds: int = 1  # sweep.seeds=N repeats every cell with N seeds
     resume: bool = True  # false: a new parent run instead of continuing the last one
     wait: bool = False  # another invocation runs this sweep: false refuses, true waits, then resumes
+    timing: str = "in_trial"  # in_trial | quiet: ms/image re-measured after the trials (sweeps/timing.py)
     table: dict[str, Any] = field(default_factory=dict)  # what analysis/ builds (analysis/declaration.py)
     trimmed: dict[str, dict[str, Any]] = field(default_factory=dict)  # profile -> keys replacing the grid's
     search: Optional[SearchSpec] = None
@@ -98,6 +100,7 @@ class SweepPlan:
     seeds: int
     resume: bool
     wait: bool  # see SweepSpec.wait
+    timing: str  # see SweepSpec.timing
     table: dict[str, Any]  # the sweep's table declaration (analysis/declaration.py reads it)
     cluster: dict[str, Any]
     tracking_uri: Optional[str]
@@ -172,7 +175,7 @@ def build_plan(cfg: DictConfig, overrides: Sequence[str] = ()) -> SweepPlan:
         _check_search_corners(spec.search, base)
     return SweepPlan(
         name=spec.name, kind=spec.kind, profile=profile, base=base, cells=cells, search=spec.search,
-        seeds=spec.seeds, resume=spec.resume, wait=spec.wait, table=spec.table, cluster=cluster,
+        seeds=spec.seeds, resume=spec.resume, wait=spec.wait, timing=spec.timing, table=spec.table, cluster=cluster,
         tracking_uri=values["tracking"]["uri"], experiment=values["tracking"]["experiment"],
         max_failures=values["trial"]["max_failures"], trial_function=values["trial"]["function"],
         output_dir=Path(values["output_dir"]).resolve(), reports_root=Path(values["reports_dir"]).resolve(),
@@ -265,6 +268,8 @@ def command_line_keys(overrides: Sequence[str]) -> frozenset[str]:
 
 
 def _check_spec(spec: SweepSpec) -> None:
+    if spec.timing not in TIMINGS:
+        raise ConfigError(f"sweep.timing={spec.timing!r} must be one of {', '.join(TIMINGS)}")
     if not isinstance(spec.seeds, int) or spec.seeds < 1:
         raise ConfigError(f"sweep.seeds={spec.seeds!r} must be an integer >= 1")
     for name, values in spec.grid.items():

@@ -19,6 +19,7 @@ from detector.config import ConfigError
 from sweeps.compose import compose_config, group_options, split_argv
 from sweeps.lease import SweepBusy
 from sweeps.plan import SweepPlan, build_plan
+from sweeps.timing import needs_quiet_timing, time_quietly
 
 EXIT_USER_ERROR = 2
 EXIT_BUSY = 75  # EX_TEMPFAIL: another invocation is running this sweep; try again later
@@ -67,6 +68,11 @@ def run_plan(plan: SweepPlan, *, stop_after: Optional[int] = None, quiet: bool =
 
     console = Console(quiet=quiet)
     outcome = SweepDriver(plan, console=console, stop_after=stop_after).run()
+    if needs_quiet_timing(plan) and not outcome.interrupted:
+        from sweeps.tracking import SweepTracker
+
+        time_quietly(plan, SweepTracker(outcome.tracking_uri, plan.experiment), outcome.parent_run_id,
+                     say=lambda line: console.print(line, highlight=False))
     _build_report(outcome, console)
     print_summary(outcome, console)
     return outcome

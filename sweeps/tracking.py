@@ -61,10 +61,16 @@ class SweepTracker:
         self.parent_id = ""
 
     def _experiment_id(self, name: str) -> str:
+        """The experiment's id (created if new), marked as model training for the MLflow UI.
+        An experiment made before the mark existed gets it too."""
         found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        return self.client.create_experiment(name, artifact_location=_artifact_location(self.uri, name))
+        if found is None:
+            experiment_id = self.client.create_experiment(name, artifact_location=_artifact_location(self.uri, name))
+        else:
+            experiment_id = found.experiment_id
+        if found is None or found.tags.get(layout.EXPERIMENT_KIND) != layout.EXPERIMENT_KIND_TRAINING:
+            self.client.set_experiment_tag(experiment_id, layout.EXPERIMENT_KIND, layout.EXPERIMENT_KIND_TRAINING)
+        return experiment_id
 
     # -- parent ------------------------------------------------------------
     def find_parent(self, plan: SweepPlan) -> Optional[Run]:
@@ -97,17 +103,19 @@ class SweepTracker:
         return layout.children(self.client, self.experiment_id, parent_id or self.parent_id)
 
     def start_child(self, plan: SweepPlan, cell: Cell, reuse: Optional[Run], invocation: str,
-                    extra_tags: dict[str, str]) -> str:
+                    extra_tags: dict[str, str], run_name: Optional[str] = None) -> str:
         """A child run for `cell`: the existing `reuse` (set RUNNING again) or a new one.
-        Tags, params and config.yaml all come from the cell."""
+        Tags, params and config.yaml all come from the cell; `run_name` is what the
+        MLflow UI lists (default: the cell key)."""
         tags = {**layout.child_tags(self.parent_id, plan.name, cell.overrides, cell.seed, invocation), **extra_tags}
         trial_values = cell.config.to_dict()
+        name = (run_name or cell.key)[:250]
         if reuse is None:
-            run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=cell.key[:250]).info.run_id
+            run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
             existing: dict[str, str] = {}
         else:
             run_id, existing = reuse.info.run_id, dict(reuse.data.params)
-            self.client.update_run(run_id, status=layout.RUNNING)
+            self.client.update_run(run_id, status=layout.RUNNING, name=name)
             self.set_tags(run_id, tags)
             if layout.ERROR in reuse.data.tags:  # a re-run of a failed cell: the old error no longer holds
                 self.client.delete_tag(run_id, layout.ERROR)
@@ -133,6 +141,9 @@ class SweepTracker:
     def log_file(self, run_id: str, path: Path, artifact_dir: Optional[str] = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path=artifact_dir)
 
+    def log_folder(self, run_id: str, path: Path, artifact_dir: str) -> None:
+        """Every file under `path`, as artifacts under `artifact_dir`."""
+        self.client.log_artifacts(run_id, str(path), artifact_path=artifact_dir)
     def _log_params(self, run_id: str, flat: dict[str, Any], existing: dict[str, str]) -> None:
         """Params not logged yet (MLflow params are write-once; a reused run has most of them)."""
         params = [Param(k, layout.param_text(v)) for k, v in flat.items() if k not in existing]

@@ -197,3 +197,17 @@ def test_bad_input_raises_one_line_config_error(tmp_path, store, smoke_cache, ex
         main_with(overrides(tmp_path, store, smoke_cache, *extra), quiet=True)
     assert message in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "outputs").exists()
+
+
+# -- the quiet timing phase ------------------------------------------------------------
+def test_speed_sweep_times_each_model_again_after_the_trials(tmp_path, store, smoke_cache):
+    args = overrides(tmp_path, store, smoke_cache, "+sweep=speed_accuracy", "train.iterations=10")
+    outcome = main_with(args, quiet=True)
+    children = runs(tmp_path, store)[1]
+    assert outcome.counts["finished"] == 2 and len(children) == 2
+    client = MlflowClient(f"sqlite:///{store}")
+    for child in children:
+        assert child.data.tags["sweep.timing"] == "quiet"
+        history = client.get_metric_history(child.info.run_id, "ms_per_image")
+        assert len(history) == 2 and history[-1].value == child.data.metrics["ms_per_image"]  # the quiet one
+        assert child.data.metrics["ms_per_image_spread"] >= 0

@@ -1,0 +1,227 @@
+"""One self-contained HTML page per sweep: `reports/<sweep>/index.html`.
+
+What a researcher opens first: the tables beside the paper's numbers, the
+paper's findings with our verdicts, the plots, every trial's difference from
+the base config with its numbers, the AP of each category per trial, and
+links to the MLflow runs when the store is a server. Everything is inline
+(CSS, plots as base64 PNG): the file opens offline, from a mail attachment
+or an artifact store alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
+from urllib.parse import urlparse
+
+from analysis.findings import NOT_REPRODUCED, REPRODUCED
+from analysis.layout import SPEED_METRIC, format_value
+from analysis.render import _displayed  # the columns as every renderer shows them (n after the keys)
+from analysis.table import Table
+
+if TYPE_CHECKING:
+    from analysis.paper_findings import FindingResult
+    from analysis.report import Report
+    from analysis.runs import TrialRecord
+
+FILE_NAME = "index.html"
+TRIAL_METRICS = ("AP", "AP50", "AP75", SPEED_METRIC)
+VERDICT_CLASS = {REPRODUCED: "good", NOT_REPRODUCED: "bad"}  # inconclusive: "unsure"
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px auto;
+max-width:1180px;color:#1d2330;padding:0 16px}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:2px solid #dde3ee;
+padding-bottom:4px}h3{font-size:15px;margin:18px 0 6px}.meta{color:#5a6478;margin:0 0 12px}
+table{border-collapse:collapse;margin:6px 0 10px}th,td{padding:4px 10px;border-bottom:1px solid #e4e8f0;
+text-align:right;white-space:nowrap}th{background:#f3f5f9;font-weight:600}td.key,th.key{text-align:left}
+th.paper,td.paper{background:#f7f3ea;color:#6b5522}tr.best td{font-weight:700}td.wrap{white-space:normal;
+text-align:left}.good{color:#0f7a32;font-weight:600}.bad{color:#b3261e;font-weight:600}
+.unsure{color:#9a6a00;font-weight:600}.note{color:#5a6478;font-size:13px}img.plot{max-width:min(100%,840px);
+border:1px solid #e4e8f0;margin:6px 0}code{background:#f3f5f9;padding:1px 4px;border-radius:3px}
+a{color:#1a56c4}.legend{font-size:12px;color:#5a6478}
+"""
+
+
+@dataclass
+class HtmlInputs:
+    """What the page shows beyond the Report: per-class AP per run, and where the runs are."""
+
+    per_class: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # run id -> {category: AP}
+    tracking_uri: str = ""
+    experiment_id: str = ""
+
+
+def write_html(report: "Report", inputs: HtmlInputs) -> Path:
+    """Write `<report.out_dir>/index.html`; returns its path."""
+    report.out_dir.mkdir(parents=True, exist_ok=True)
+    path = report.out_dir / FILE_NAME
+    path.write_text(render_page(report, inputs), encoding="utf-8")
+    return path
+
+
+def render_page(report: "Report", inputs: HtmlInputs) -> str:
+    """The whole page as one string."""
+    sweep = report.sweep
+    links = RunLinks(inputs.tracking_uri, inputs.experiment_id)
+    parts = [f"<h1>Sweep {_e(sweep.name)}</h1>", _meta(report, links)]
+    if report.findings:
+        parts += ["<h2>Findings of the paper, tested on our seeds</h2>", findings_html(report.findings)]
+    for table in report.tables:
+        parts += [table_html(table)]
+    if report.plots:
+        parts += ["<h2>Plots</h2>"] + [_image(p) for plot in report.plots for p in plot.paths if p.suffix == ".png"]
+    parts += ["<h2>Trials: what each changed, and what it got</h2>", trials_html(sweep.trials, links)]
+    parts += ["<h2>AP per category</h2>", per_class_html(sweep.trials, inputs.per_class)]
+    body = "\n".join(parts)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{_e(sweep.name)}: sweep report</title><style>{STYLE}</style></head>\n<body>\n{body}\n"
+            "</body></html>\n")
+
+
+# -- parts ----------------------------------------------------------------------------
+def _meta(report: "Report", links: "RunLinks") -> str:
+    sweep = report.sweep
+    counts: dict[str, int] = {}
+    for trial in sweep.trials:
+        counts[trial.status] = counts.get(trial.status, 0) + 1
+    summary = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items())) or "no trials yet"
+    run = links.anchor(sweep.run_id, sweep.run_id)
+    return (f'<p class="meta">profile <b>{_e(sweep.profile or "?")}</b> · {_e(sweep.kind)} · '
+            f"{len(sweep.trials)} trials ({_e(summary)}) · parent run {run}</p>")
+
+
+def findings_html(results: Sequence["FindingResult"]) -> str:
+    """One row per finding: statement, ours, n, the paper's, the verdict (coloured), what was compared."""
+    rows = [_row(["finding", "ours", "n", "paper", "verdict", "compared"], header=True, keys=(0, 4, 5))]
+    for r in results:
+        verdict = f'<span class="{VERDICT_CLASS.get(r.verdict, "unsure")}">{_e(r.verdict)}</span>'
+        cells = [_e(r.statement), _e(f"{r.ours} {r.unit}".strip()), str(r.n), _e(f"{r.paper} {r.unit}".strip()),
+                 verdict, f'<span class="note">{_e(r.compared)}</span>']
+        rows.append(_row(cells, keys=(0, 4, 5), wrap=(0, 5)))
+    return _table(rows)
+
+
+def table_html(table: Table) -> str:
+    """A report table: ours beside the paper's columns (shaded), the best row bold, the notes below."""
+    columns, rows = _displayed(table)
+    head = "".join(f'<th class="{_column_class(c.source)}">{_e(c.header)}</th>' for c in columns)
+    body = []
+    for row, cells in zip(table.rows, rows):
+        tds = "".join(f'<td class="{_column_class(c.source)}">{_e(cell.text)}</td>' for c, cell in zip(columns, cells))
+        body.append(f'<tr{" class=best" if row.best else ""}>{tds}</tr>')
+    notes = "".join(f"<li>{_e(note)}</li>" for note in table.notes)
+    return (f"<h2>{_e(table.title)}</h2><table><tr>{head}</tr>{''.join(body)}</table>"
+            + (f'<ul class="note">{notes}</ul>' if notes else ""))
+
+
+def trials_html(trials: Sequence["TrialRecord"], links: "RunLinks") -> str:
+    """Each trial's overrides of the base config (those all trials share said once), status and numbers."""
+    shared, varying = split_overrides(trials)
+    lines = [f'<p class="note">Every trial overrides the base config with '
+             f"{_e(_overrides_text(shared)) if shared else 'nothing in common'}; below, what differs. "
+             f"AP numbers in percent.</p>"]
+    rows = [_row(["run", "overrides", "status", *TRIAL_METRICS], header=True, keys=(0, 1, 2))]
+    for trial in sorted(trials, key=lambda t: -t.metrics.get("AP", -1.0)):
+        own = {k: v for k, v in trial.overrides.items() if k in varying}
+        status = trial.status.lower() + (" (stopped early)" if trial.early_stopped else "")
+        if trial.error:
+            status += f": {trial.error}"
+        cells = [links.anchor(trial.run_id, trial.run_id[:8]), _e(_overrides_text(own) + f", seed {trial.seed}"),
+                 _e(status), *(_e(_metric_text(trial.metrics.get(m), m)) for m in TRIAL_METRICS)]
+        rows.append(_row(cells, keys=(0, 1, 2), wrap=(2,)))
+    return "".join(lines) + _table(rows)
+
+
+def per_class_html(trials: Sequence["TrialRecord"], per_class: Mapping[str, Mapping[str, float]]) -> str:
+    """Trials x categories, AP in percent, shaded by value ("—": the category has no ground truth)."""
+    categories = list(dict.fromkeys(c for t in trials for c in per_class.get(t.run_id, {})))
+    if not categories:
+        return '<p class="note">No per-category AP logged (runs from before it was recorded, or no finished trial).</p>'
+    _, varying = split_overrides(trials)
+    rows = [_row(["trial", *categories], header=True, keys=(0,))]
+    for trial in sorted(trials, key=lambda t: -t.metrics.get("AP", -1.0)):
+        values = per_class.get(trial.run_id)
+        if not values:
+            continue
+        label = _overrides_text({k: v for k, v in trial.overrides.items() if k in varying}) or trial.run_id[:8]
+        cells = [_e(label)] + [_shaded(values.get(c)) for c in categories]
+        rows.append(_row(cells, keys=(0,)))
+    return _table(rows) + '<p class="legend">AP over IoU .50:.95 per category; darker is better.</p>'
+
+
+# -- helpers --------------------------------------------------------------------------
+class RunLinks:
+    """Links to MLflow runs, only when the store is a server a browser can open."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str) -> None:
+        server = urlparse(tracking_uri).scheme in ("http", "https") and experiment_id
+        self.base = f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/" if server else ""
+
+    def anchor(self, run_id: str, text: str) -> str:
+        code = f"<code>{_e(text)}</code>"
+        return f'<a href="{_e(self.base + run_id)}">{code}</a>' if self.base else code
+
+
+def split_overrides(trials: Sequence["TrialRecord"]) -> tuple[dict[str, Any], set[str]]:
+    """(overrides every trial has with the same value, the keys whose value differs between trials)."""
+    keys = {k for t in trials for k in t.overrides}
+    if len(trials) < 2:
+        return {}, keys
+    shared = {}
+    for key in sorted(keys):
+        values = {format_value(t.overrides.get(key)) for t in trials}
+        if len(values) == 1 and all(key in t.overrides for t in trials):
+            shared[key] = trials[0].overrides[key]
+    return shared, keys - set(shared)
+
+
+def _overrides_text(overrides: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={format_value(v)}" for k, v in sorted(overrides.items()))
+
+
+def _metric_text(value: Optional[float], metric: str) -> str:
+    if value is None:
+        return "—"
+    if metric == SPEED_METRIC:
+        return f"{value:.1f} ms"
+    return "—" if value < 0 else f"{100 * value:.1f}"
+
+
+def _shaded(value: Optional[float]) -> str:
+    """A percent cell with a green background as strong as the AP."""
+    if value is None or value < 0:
+        return "—"
+    alpha = 0.08 + 0.72 * min(max(value, 0.0), 1.0)
+    return f'<span style="display:block;background:rgba(15,122,50,{alpha:.2f})">{100 * value:.1f}</span>'
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img class="plot" alt="{_e(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _column_class(source: str) -> str:
+    return {"key": "key", "paper": "paper"}.get(source, "")
+
+
+def _row(cells: Iterable[str], header: bool = False, keys: Sequence[int] = (), wrap: Sequence[int] = ()) -> str:
+    """A table row: header cells are plain text (escaped here), body cells HTML (escaped by the caller)."""
+    tag = "th" if header else "td"
+    out = []
+    for i, cell in enumerate(cells):
+        classes = " ".join(c for c, on in (("key", i in keys), ("wrap", i in wrap)) if on)
+        attribute = f' class="{classes}"' if classes else ""
+        out.append(f"<{tag}{attribute}>{_e(cell) if header else cell}</{tag}>")
+    return f"<tr>{''.join(out)}</tr>"
+
+
+def _table(rows: Sequence[str]) -> str:
+    return f"<table>{''.join(rows)}</table>"
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+

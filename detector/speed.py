@@ -1,0 +1,55 @@
+"""Inference speed of a trained model, measured on its own (a quiet phase).
+
+A trial's own ms/image is taken while sibling trials train on the other
+cores, which makes it noisy and biased (on 2 cores, 96 px once timed slower
+than 128 px). `measure_speed` times a saved model with nothing else running:
+`repeats` passes over the same validation images, each a mean over
+`eval.timing_images` after `eval.warmup_images` untimed ones; the median
+pass is the figure and the relative spread says how far to trust it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from detector.config import TrialConfig
+from detector.data.loader import build_datasets
+from detector.evaluate import time_inference
+from detector.model import build_model
+from detector.train import resolve_device
+
+
+@dataclass(frozen=True)
+class Speed:
+    """ms/image of `repeats` timing passes."""
+
+    passes: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.passes)
+
+    @property
+    def spread(self) -> float:
+        """(slowest - fastest) / median of the passes: 0.05 is a 5% spread."""
+        return (max(self.passes) - min(self.passes)) / self.median
+
+
+@torch.inference_mode()
+def measure_speed(cfg: TrialConfig, model_path: Path, repeats: int = 5, threads: int = 1) -> Speed:
+    """Time the model saved at `model_path` (run_trial's model.pt) on `cfg`'s validation images."""
+    torch.set_num_threads(threads)
+    device = resolve_device(cfg.train.device)
+    _, val_set = build_datasets(cfg.data, train=False)
+    model = build_model(cfg.model, cfg.loss, val_set.num_classes)
+    model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
+    model.to(device)
+    count = min(len(val_set), cfg.eval.warmup_images + cfg.eval.timing_images)
+    images = [val_set[i][0] for i in range(count)]
+    warmup = min(cfg.eval.warmup_images, count - 1)
+    time_inference(model, images, device, warmup=warmup)  # one untimed pass: caches, allocator
+    return Speed(tuple(time_inference(model, images, device, warmup=warmup) for _ in range(repeats)))

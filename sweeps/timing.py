@@ -1,0 +1,52 @@
+"""The quiet timing phase: ms/image of every finished model, measured after the trials.
+
+A trial's own ms/image is taken while its siblings train on the other cores
+(measured: 96 px timed slower than 128 px on 2 cores), so sweeps whose table
+plots speed (`timing: quiet`, e.g. speed_accuracy) time each finished model
+again once the trials are over and Ray is shut down: one model at a time,
+with the trial's thread count, `repeats` passes; the median pass replaces
+`ms_per_image` (logged later at the same step, so it is the run's latest
+value) and `ms_per_image_spread` says how much the passes differ.
+
+Only for a cluster of this machine: on a remote cluster the models live on
+other nodes (and GPUs); their in-trial figure stands, and the tag says so.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from analysis import layout
+from sweeps.plan import SweepPlan
+
+REPEATS = 5
+MODEL_ARTIFACT = "checkpoint/model.pt"
+
+
+def needs_quiet_timing(plan: SweepPlan) -> bool:
+    return plan.timing == "quiet" and not plan.cluster.get("address")
+
+
+def time_quietly(plan: SweepPlan, tracker: Any, parent_id: str, say: Callable[[str], None]) -> int:
+    """Time every FINISHED child of the parent not timed quietly yet; returns how many were timed."""
+    from detector.speed import measure_speed
+
+    cells = {cell.key: cell for cell in plan.cells}
+    runs = [run for run in layout.latest_per_cell(tracker.children(parent_id)).values()
+            if run.info.status == layout.FINISHED and run.data.tags.get(layout.TIMING) != "quiet"
+            and run.data.tags.get(layout.CELL) in cells]
+    if runs:
+        say(f"timing {len(runs)} model(s) in a quiet phase ({REPEATS} passes each)")
+    threads = max(1, int(plan.cluster["cpus_per_trial"]))
+    for run in runs:
+        cell = cells[run.data.tags[layout.CELL]]
+        with tempfile.TemporaryDirectory() as folder:
+            path = tracker.client.download_artifacts(run.info.run_id, MODEL_ARTIFACT, folder)
+            speed = measure_speed(cell.config, Path(path), REPEATS, threads)
+        step = int(cell.config.train.iterations)
+        tracker.log_metrics(run.info.run_id, {layout.SPEED_METRIC: speed.median,
+                                              layout.SPEED_SPREAD: speed.spread}, step=step)
+        tracker.set_tags(run.info.run_id, {layout.TIMING: "quiet"})
+    return len(runs)
