@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 from urllib.parse import urlparse
 
 from analysis.findings import NOT_REPRODUCED, REPRODUCED
-from analysis.layout import SPEED_METRIC, format_value
+from analysis.layout import SPEED_METRIC, format_value, runs_page
 from analysis.render import _displayed  # the columns as every renderer shows them (n after the keys)
 from analysis.table import Table
 
@@ -89,8 +89,9 @@ def _meta(report: "Report", links: "RunLinks") -> str:
         counts[trial.status] = counts.get(trial.status, 0) + 1
     summary = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items())) or "no trials yet"
     run = links.anchor(sweep.run_id, sweep.run_id)
+    page = f' · <a href="{_e(links.page)}">the trials in MLflow, best AP first</a>' if links.page else ""
     return (f'<p class="meta">profile <b>{_e(sweep.profile or "?")}</b> · {_e(sweep.kind)} · '
-            f"{len(sweep.trials)} trials ({_e(summary)}) · parent run {run}</p>")
+            f"{len(sweep.trials)} trials ({_e(summary)}) · parent run {run}{page}</p>")
 
 
 def findings_html(results: Sequence["FindingResult"]) -> str:
@@ -159,6 +160,7 @@ class RunLinks:
     def __init__(self, tracking_uri: str, experiment_id: str) -> None:
         server = urlparse(tracking_uri).scheme in ("http", "https") and experiment_id
         self.base = f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/" if server else ""
+        self.page = runs_page(tracking_uri, experiment_id) if server else ""
 
     def anchor(self, run_id: str, text: str) -> str:
         code = f"<code>{_e(text)}</code>"

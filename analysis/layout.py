@@ -15,6 +15,7 @@ Depends on nothing heavy: the MLflow client is passed in, never imported.
 from __future__ import annotations
 
 import json
+from urllib.parse import quote, urlencode
 from typing import Any, Iterable, Mapping, Optional, Protocol, Sequence
 
 EXPERIMENT = "retinanet-sweeps"  # the default experiment name
@@ -137,6 +138,17 @@ def note_text(markdown: str, more: str = "") -> str:
         return markdown
     tail = f"\n\n… cut here. {more}".rstrip()
     return markdown[:NOTE_CHARS - len(tail)].rsplit("\n", 1)[0] + tail
+
+
+def runs_page(server: str, experiment_id: str) -> str:
+    """The MLflow UI's runs page of an experiment with a sweep's trials flat, best AP first.
+
+    `workflowType=machine_learning` because the MLflow 3.17 UI opens every
+    experiment in its GenAI mode (Overview) unless told, whatever the
+    experiment's kind tag says."""
+    query = urlencode({"workflowType": "machine_learning", "searchFilter": f"tags.`{ROLE}` = '{ROLE_CHILD}'",
+                       "orderByKey": "metrics.`AP`", "orderByAsc": "false"}, quote_via=quote)
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
 
 
 def table_of(run: RunLike) -> dict[str, Any]:

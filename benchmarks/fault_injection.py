@@ -53,15 +53,18 @@ def command(folder: Path, cache: str) -> list[str]:
             "trial.max_failures=2", f"output_dir={folder}/outputs", f"reports_dir={folder}/reports"]
 
 
-def trial_workers() -> list[int]:
-    """Pids of processes running a Tune function trainable (ray::ImplicitFunc...)."""
+def trial_workers(session: int) -> list[int]:
+    """Pids of the processes running a Tune function trainable (ray::ImplicitFunc...)
+    of the sweep whose driver leads `session` (Ray's workers stay in its session):
+    never another sweep's on this machine."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
             text = (entry / "cmdline").read_bytes()
+            mine = entry.name.isdigit() and os.getsid(int(entry.name)) == session
         except (OSError, ValueError):
             continue
-        if entry.name.isdigit() and text.startswith(b"ray::ImplicitFunc"):
+        if mine and text.startswith(b"ray::ImplicitFunc"):
             pids.append(int(entry.name))
     return pids
 
@@ -72,7 +75,7 @@ def kill(process: subprocess.Popen, kind: str, rng: random.Random) -> None:
     elif kind == "driver-sigkill":
         process.kill()
     else:
-        workers = trial_workers()
+        workers = trial_workers(process.pid)  # the driver was started in a new session
         if workers:
             os.kill(rng.choice(workers), signal.SIGKILL)
 

@@ -90,6 +90,22 @@ def _build_report(outcome: Any, console: Any) -> None:
         outcome.report_error = f"building the report failed: {type(error).__name__}: {error}"
 
 
+def _runs_page(outcome: Any) -> Optional[str]:
+    """The MLflow UI page of the sweep's trials (on `mlflow ui`'s default address for a local store)."""
+    from urllib.parse import urlparse
+
+    from mlflow.tracking import MlflowClient
+
+    from analysis.layout import runs_page
+
+    try:
+        experiment_id = MlflowClient(outcome.tracking_uri).get_run(outcome.parent_run_id).info.experiment_id
+    except Exception:  # noqa: BLE001 - a convenience line; the results are in MLflow either way
+        return None
+    served = urlparse(outcome.tracking_uri).scheme in ("http", "https")
+    return runs_page(outcome.tracking_uri if served else "http://127.0.0.1:5000", experiment_id)
+
+
 def print_summary(outcome: Any, console: Any) -> None:
     """Final lines: how it went and where the results are."""
     plan, c = outcome.plan, outcome.counts
@@ -106,6 +122,9 @@ def print_summary(outcome: Any, console: Any) -> None:
     console.print(f"MLflow: experiment '{plan.experiment}', parent run {outcome.parent_run_id} "
                   f"at {outcome.tracking_uri}", highlight=False, soft_wrap=True)
     console.print(f"  browse: mlflow ui --backend-store-uri {outcome.tracking_uri}", highlight=False, soft_wrap=True)
+    page = _runs_page(outcome)
+    if page:
+        console.print(f"  the trials, best first: {page}", highlight=False, soft_wrap=True)
     if outcome.report_error:
         console.print(f"[yellow]report[/]: {outcome.report_error}; rebuild later with "
                       f"python -m analysis.report {outcome.parent_run_id}", highlight=False, soft_wrap=True)

@@ -142,7 +142,7 @@ def test_build_report_writes_files_prints_and_logs_artifacts(analysis_store, tmp
     assert out == tmp_path / "gamma_alpha"
     names = sorted(p.name for p in out.iterdir())
     expected = [f"{stem}.{ext}" for stem in ("table1b", "table1b_grid") for ext in ("md", "csv", "tex")]
-    assert names == sorted(expected + ["ap_vs_gamma.png", "ap_vs_gamma.svg"])
+    assert names == sorted(expected + ["ap_vs_gamma.png", "ap_vs_gamma.svg", "index.html"])
     printed = console.file.getvalue()
     assert "Table 1b" in printed and "paper AP" in printed
     parent = analysis_store.parents["gamma_alpha"]
@@ -209,5 +209,5 @@ def test_a_sweep_copy_under_another_name_gets_the_declared_report(analysis_store
     out = build_report("my_anchor_copy", tracking_uri=analysis_store.uri, reports_dir=tmp_path,
                        console=Console(file=io.StringIO()), log_artifacts=False)
     assert out == tmp_path / "my_anchor_copy"
-    assert sorted(p.name for p in out.iterdir()) == ["anchors_ap.png", "anchors_ap.svg", "table1c.csv",
-                                                     "table1c.md", "table1c.tex"]
+    assert sorted(p.name for p in out.iterdir()) == ["anchors_ap.png", "anchors_ap.svg", "index.html",
+                                                     "table1c.csv", "table1c.md", "table1c.tex"]

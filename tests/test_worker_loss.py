@@ -16,14 +16,16 @@ from sweeps.run import main_with
 
 
 def trial_workers() -> list[int]:
-    """Pids of the processes running a Tune function trainable (Ray names them ray::ImplicitFunc...)."""
+    """Pids of the processes running a Tune function trainable (Ray names them
+    ray::ImplicitFunc...) started by this test's session (not another run's)."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            command = (entry / "cmdline").read_bytes()
+            mine = entry.name.isdigit() and os.getsid(int(entry.name)) == os.getsid(0)
         except (OSError, ValueError):
             continue
-        if entry.name.isdigit() and command.startswith(b"ray::ImplicitFunc"):
+        if mine and command.startswith(b"ray::ImplicitFunc"):
             pids.append(int(entry.name))
     return pids
 

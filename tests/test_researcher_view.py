@@ -1,0 +1,134 @@
+"""What a researcher sees in MLflow after a sweep: the experiment opens on its
+training runs, the parent describes the sweep, children have names a person
+reads, per-category AP and pictures of predictions, and every run says what
+it ran on. Also the time estimate printed before the cluster starts.
+
+Fast: the fake trial function (no training) for the orchestration, and one
+real smoke-profile trial for what only the detector produces.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from pathlib import Path
+
+import pytest
+import ray
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+
+from analysis import layout
+from sweeps.cluster import quiet_ray
+from sweeps.driver import SweepDriver
+from sweeps.estimate import MEASURED, SWEEP_OVERHEAD_S, estimate_line, estimate_seconds
+from sweeps.run import _build_report, main_with, plan_from
+
+PROJECT = Path(__file__).resolve().parents[1]
+VERSION_TAGS = (layout.ENV_PYTHON, layout.ENV_TORCH, layout.ENV_TORCHVISION, layout.ENV_RAY, layout.ENV_MLFLOW,
+                layout.ENV_OPTUNA)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    """One 2-CPU Ray cluster for the module; its workers import tests.fake_trials from here."""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(PROJECT) + (os.pathsep + before if before else "")
+    quiet_ray()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield
+    ray.shutdown()
+    if before is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = before
+
+
+def _args(tmp: Path, smoke_cache: str, *extra: str) -> list[str]:
+    return ["profile=smoke", f"data.cache_dir={smoke_cache}", f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
+            f"output_dir={tmp / 'outputs'}", f"reports_dir={tmp / 'reports'}", *extra]
+
+
+@pytest.fixture(scope="module")
+def fake_grid(tmp_path_factory, smoke_cache):
+    """gamma_alpha on the smoke profile (gamma 0 and 2) with the fake trial; the driver's terminal captured."""
+    tmp = tmp_path_factory.mktemp("fake_grid")
+    plan = plan_from(["+sweep=gamma_alpha", *_args(tmp, smoke_cache), "trial.function=tests.fake_trials:ap_from_alpha",
+                      "train.iterations=20", "train.log_every=10"])
+    screen = io.StringIO()
+    console = Console(file=screen, width=200)
+    outcome = SweepDriver(plan, console=console).run()
+    _build_report(outcome, console)
+    return outcome, MlflowClient(outcome.tracking_uri), screen.getvalue()
+
+
+def _runs(client: MlflowClient, parent_id: str):
+    parent = client.get_run(parent_id)
+    return parent, layout.children(client, parent.info.experiment_id, parent_id)
+
+
+def test_the_experiment_opens_on_training_runs(fake_grid):
+    outcome, client, _ = fake_grid
+    experiment = client.get_experiment_by_name(outcome.plan.experiment)
+    assert experiment.tags[layout.EXPERIMENT_KIND] == "custom_model_development"
+
+
+def test_the_parent_describes_the_sweep_in_markdown(fake_grid):
+    outcome, client, _ = fake_grid
+    assert outcome.report_error is None
+    note = client.get_run(outcome.parent_run_id).data.tags[layout.NOTE]
+    assert "### Table 1b: focal loss over gamma" in note and "| γ |" in note
+    assert "Findings of the paper" in note and "inconclusive" in note
+
+
+def test_children_have_readable_names(fake_grid):
+    outcome, client, _ = fake_grid
+    _, children = _runs(client, outcome.parent_run_id)
+    assert sorted(c.info.run_name for c in children) == ["gamma=0", "gamma=2"]  # alpha and loss.name are shared
+
+
+def test_every_run_says_what_it_ran_on(fake_grid):
+    outcome, client, _ = fake_grid
+    parent, children = _runs(client, outcome.parent_run_id)
+    for run in [parent, *children]:
+        tags = run.data.tags
+        assert all(tags.get(t) not in (None, "", "unknown") for t in VERSION_TAGS), tags
+        if (PROJECT / ".git").exists():  # a checkout (an unpacked archive records "unknown")
+            assert len(tags[layout.ENV_GIT_COMMIT]) == 40 and tags[layout.ENV_GIT_DIRTY] in ("true", "false")
+        assert len(tags[layout.DATA_DIGEST]) == 16  # the smoke set is on this machine
+    assert parent.data.tags[layout.ENV_DEVICE] == "cpu"
+    assert len({run.data.tags[layout.DATA_DIGEST] for run in [parent, *children]}) == 1
+
+
+def test_the_time_is_estimated_before_the_cluster_starts(fake_grid):
+    _, _, screen = fake_grid
+    first = screen.strip().splitlines()[0]
+    assert first.startswith("2 trials, about ") and "on 2 CPUs" in first and "profile smoke" in first
+
+
+def test_the_estimate_from_measured_figures():
+    plan = plan_from(["+sweep=gamma_alpha", "cluster.num_cpus=2"])  # the cpu profile: 14 trials
+    per_trial = MEASURED["cpu"].seconds(plan.cells[0].config.train.iterations)
+    assert estimate_seconds(14, 2, per_trial) == 7 * per_trial + SWEEP_OVERHEAD_S
+    assert estimate_line(plan, 14).startswith("14 trials, about ")
+    paper = plan_from(["+sweep=gamma_alpha", "profile=paper", "data=coco", "data.root=/nowhere"])
+    assert estimate_line(paper, 3) == "3 trials, time unknown (no measured figures for profile paper)"
+
+
+def test_a_real_trial_logs_per_class_ap_curves_and_predictions(tmp_path, smoke_cache):
+    outcome = main_with(["+sweep=gamma_alpha", *_args(tmp_path, smoke_cache),
+                         "sweep.trimmed.smoke={loss.gamma:[2.0],loss.alpha:[0.25]}", "train.iterations=30"],
+                        quiet=True)
+    client = MlflowClient(outcome.tracking_uri)
+    (child,) = _runs(client, outcome.parent_run_id)[1]
+    per_class = layout.per_class_of(child.data.metrics)
+    assert sorted(per_class) == ["blue_triangle", "green_circle", "red_square"]  # the smoke set's 3 classes
+    assert all(-1.0 <= ap <= 1.0 for ap in per_class.values())
+    assert child.data.tags[layout.ENV_DEVICE] == "cpu"
+    top = {Path(a.path).name for a in client.list_artifacts(child.info.run_id)}
+    assert {layout.PER_CLASS_FILE, layout.PR_CURVES_FILE, layout.PREDICTIONS_DIR} <= top
+    pictures = client.list_artifacts(child.info.run_id, layout.PREDICTIONS_DIR)
+    assert len(pictures) == 4 and all(p.path.endswith(".png") for p in pictures)
+    page = (outcome.reports_dir / "index.html").read_text(encoding="utf-8")
+    assert "red_square" in page  # the report reads the AP/* metrics back
