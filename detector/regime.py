@@ -458,8 +458,8 @@ def format_table(columns: dict[str, Regime]) -> str:
             return "—"
         if kind == "int":
             return f"{value:,.0f}"
-        if kind == "pct":
-            return f"{100 * value:.1f}%"
+        if kind == "pct":  # two significant digits below 1% (Figure 4's tails)
+            return f"{100 * value:.2g}%" if 0 < value < 0.01 else f"{100 * value:.1f}%"
         if kind == "sci":
             return f"{value:.2e}"
         return f"{value:.2f}"

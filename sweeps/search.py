@@ -103,7 +103,11 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
 
 
 def make_scheduler(spec: SearchSpec, iterations: int) -> ASHAScheduler:
-    """ASHA on the detector's iteration; grace_period counts evaluations."""
+    """ASHA on the detector's iteration; grace_period counts evaluations.
+
+    ASHA decides on reports that carry the metric. A trial's evaluation at its
+    last iteration is not forwarded (sweeps/trainable.py): its final result
+    repeats it, so a rung at the last iteration only ever sees finished trials."""
     grace = min(int(spec.asha["grace_period"]) * int(spec.eval_every), iterations)
     return ASHAScheduler(time_attr="iteration", metric=spec.metric, mode=spec.mode, max_t=iterations,
                          grace_period=grace, reduction_factor=spec.asha["reduction_factor"],

@@ -96,19 +96,26 @@ def run_cell(cell: Cell, plan: SweepPlan, workdir: Path, report: Callable[[dict]
 
     # Ray gives a worker the cores it asked for; torch must not use more.
     torch.set_num_threads(max(1, math.floor(plan.cluster["cpus_per_trial"])))
-    forward = _Forward(report)
+    forward = _Forward(report, cell.config.train.iterations)
     result = plan.trial_function_object()(cell.config, workdir=workdir, report=forward)
     return {**result, "iteration": int(result.get("iterations", forward.iteration))}
 
 
 class _Forward:
     """The `report` given to run_trial: passes metrics on, keeping the last
-    iteration in case the trial's result does not name it."""
+    iteration in case the trial's result does not name it.
 
-    def __init__(self, report: Callable[[dict], None]) -> None:
+    The evaluation at the last iteration is not passed on: the final result
+    carries the same metrics, and a scheduler (ASHA) seeing the metric there
+    could stop the trial between the two, losing its final result."""
+
+    def __init__(self, report: Callable[[dict], None], iterations: int) -> None:
         self.report = report
+        self.iterations = iterations
         self.iteration = 0
 
     def __call__(self, metrics: dict[str, Any]) -> None:
         self.iteration = int(metrics.get("iteration", self.iteration))
+        if self.iteration >= self.iterations and "loss" not in metrics:
+            return  # the last evaluation: the final result repeats it
         self.report(dict(metrics))
