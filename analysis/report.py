@@ -13,7 +13,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from rich.console import Console
 
@@ -46,31 +46,10 @@ class Report:
     paths: list[Path] = field(default_factory=list)
 
 
-def build_report(
-    sweep_or_run_id: str,
-    *,
-    tracking_uri: str | None = None,
-    experiment: str = EXPERIMENT,
-    reports_dir: str | Path = "reports",
-    log_artifacts: bool = True,
-    console: Console | None = None,
-    profile: str | None = None,
-) -> Path:
-    """Write the tables (.md/.csv/.tex, the Findings block in the first table's files),
-    plots (.png/.svg) and one self-contained page of it all (index.html) of a
-    sweep; returns their folder, `<reports_dir>/<sweep name>/`.
-
-    `sweep_or_run_id`: a sweep name (its latest parent run in `experiment`,
-    of `profile` if given) or a parent run id. The tables and findings are
-    printed to `console` (default: the terminal), and with `log_artifacts`
-    the files are logged to the parent run under `reports/` and the tables and
-    findings become its description (Markdown) in the MLflow UI.
-    Raises AnalysisError for a user error (unknown sweep/run, unreachable store).
-    `create_report` takes the same arguments and returns the whole `Report`.
-    """
-    return create_report(sweep_or_run_id, tracking_uri=tracking_uri, experiment=experiment,
-                         reports_dir=reports_dir, log_artifacts=log_artifacts, console=console,
-                         profile=profile).out_dir
+def build_report(sweep_or_run_id: str, **options: Any) -> Path:
+    """`create_report(sweep_or_run_id, **options)`, returning the report's folder,
+    `<reports_dir>/<sweep name>/` (what the command line and sweeps/ need)."""
+    return create_report(sweep_or_run_id, **options).out_dir
 
 
 def create_report(
@@ -83,7 +62,18 @@ def create_report(
     console: Console | None = None,
     profile: str | None = None,
 ) -> Report:
-    """`build_report`, returning the Report (tables, findings, plots, files) rather than its folder."""
+    """Write the tables (.md/.csv/.tex, the Findings block in the first table's files),
+    plots (.png/.svg) and one self-contained page of it all (index.html) of a
+    sweep into `<reports_dir>/<sweep name>/`; returns the Report (tables,
+    findings, plots, files).
+
+    `sweep_or_run_id`: a sweep name (its latest parent run in `experiment`,
+    of `profile` if given) or a parent run id. The tables and findings are
+    printed to `console` (default: the terminal), and with `log_artifacts`
+    the files are logged to the parent run under `reports/` and the tables and
+    findings become its description (Markdown) in the MLflow UI.
+    Raises AnalysisError for a user error (unknown sweep/run, unreachable store).
+    """
     client = open_client(tracking_uri)
     sweep = load_sweep(client, sweep_or_run_id, experiment, profile)
     out_dir = Path(reports_dir) / (sweep.name or sweep.run_id)  # the one place the sweep's name is appended
