@@ -43,14 +43,33 @@ def sqlite_path(uri: str) -> Optional[Path]:
 
 @contextmanager
 def store_lock(uri: str) -> Iterator[None]:
-    """Exclusive while the store at `uri` is first opened (a no-op for servers)."""
+    """Exclusive while the store at `uri` is first opened (a no-op for servers);
+    a SQLite store that does not exist yet is created whole, or not at all."""
     db = sqlite_path(uri)
     if db is None:
         yield
         return
     db.parent.mkdir(parents=True, exist_ok=True)
     with _locked(db.with_name(db.name + ".lock"), wait=True):
+        if not db.exists():
+            create_store(db)
         yield
+
+
+def create_store(db: Path) -> None:
+    """Create MLflow's SQLite store at `db` atomically.
+
+    MLflow builds a new store's schema in a few dozen migration steps; a
+    Ctrl-C half-way leaves a file no later run can open ("duplicate column
+    name"). So the schema is built under a temporary name, then renamed into
+    place: an interrupted creation leaves only the temporary file."""
+    from mlflow.tracking import MlflowClient
+
+    for stale in db.parent.glob(f".{db.name}.*.tmp"):  # an interrupted creation's (we hold the lock)
+        stale.unlink(missing_ok=True)
+    tmp = db.with_name(f".{db.name}.{os.getpid()}.tmp")
+    MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)  # runs the migrations
+    os.replace(tmp, db)
 
 
 @contextmanager

@@ -74,3 +74,14 @@ def test_store_lock_is_only_for_sqlite_files(tmp_path):
         assert (tmp_path / "sub" / "mlflow.db.lock").exists()
     with store_lock("http://localhost:5000"):
         pass
+
+
+def test_a_new_sqlite_store_is_created_whole_under_its_final_name(tmp_path):
+    """A Ctrl-C during MLflow's migrations used to leave a store no run could open."""
+    import sqlite3
+
+    with store_lock(f"sqlite:///{tmp_path}/mlflow.db"):
+        tables = {row[0] for row in sqlite3.connect(tmp_path / "mlflow.db").execute(
+            "select name from sqlite_master where type = 'table'")}
+    assert {"experiments", "runs", "metrics", "alembic_version"} <= tables
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
