@@ -28,8 +28,11 @@ class _Evaluator:
 
     def __init__(self, model: RetinaNet, val_set, cfg: TrialConfig, device: torch.device, report: Report) -> None:
         self.model, self.val_set, self.cfg, self.device, self.report = model, val_set, cfg, device, report
+        # Its own generator: iterating a DataLoader without one draws a seed from
+        # torch's global RNG, so each evaluation shifted the training's random
+        # flips after it (train.eval_every changed the trained model).
         self.loader = DataLoader(val_set, batch_size=cfg.train.batch_size, collate_fn=collate,
-                                 num_workers=cfg.data.num_workers)
+                                 num_workers=cfg.data.num_workers, generator=torch.Generator().manual_seed(0))
         self.last: Optional[CocoEvaluation] = None  # the latest evaluation, for the files of a finished trial
 
     def __call__(self, iteration: int) -> dict[str, float]:

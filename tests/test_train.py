@@ -56,6 +56,16 @@ def test_same_seed_same_result(tmp_path, smoke_cache):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_evaluating_during_training_does_not_change_the_trained_model(tmp_path, smoke_cache):
+    """An evaluation used to draw from torch's global RNG and so shift the random flips after it."""
+    overrides = ["profile=smoke", f"data.cache_dir={smoke_cache}", "train.iterations=20", "data.flip_prob=0.5"]
+    run_trial(compose_trial(overrides), workdir=tmp_path / "plain")
+    run_trial(compose_trial([*overrides, "train.eval_every=5"]), workdir=tmp_path / "evaluated")
+    a = torch.load(tmp_path / "plain" / "model.pt")
+    b = torch.load(tmp_path / "evaluated" / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def tiny_trainer(cfg: TrainConfig) -> Trainer:
     """ResNet-18-FPN at 16 channels with the "ema" normaliser, always the same initial weights."""
     torch.manual_seed(0)
