@@ -22,7 +22,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator as TvAncho
 from torchvision.models.detection.retinanet import RetinaNetHead as TvHead
 
 from detector.backbone import build_backbone
-from detector.config import AnchorConfig, LossConfig, ModelConfig
+from detector.config import AnchorConfig, LossConfig, ModelConfig, SyntheticConfig
 from detector.model import build_model
 
 PRESETS = {
@@ -130,7 +130,8 @@ def main() -> None:
     parser.add_argument("--inference-only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device, preset, num_classes = torch.device(args.device), PRESETS[args.preset], 6
+    device, preset = torch.device(args.device), PRESETS[args.preset]
+    num_classes = SyntheticConfig().num_classes  # the cpu profile's scenes (the schema's default)
     ours, theirs = build_pair(preset, num_classes, device)
     print(f"preset {args.preset}: ResNet-{preset['depth']}-FPN {preset['fpn']} ch, {preset['image']} px, "
           f"batch {preset['batch']}, device {device}, threads {args.threads}, amp {args.amp}")
