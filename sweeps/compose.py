@@ -137,7 +137,7 @@ def _hydra_message(error: HydraException) -> str:
     key = getattr(cause, "full_key", None)
     if cause is not None and key:
         text = _first_line(cause)
-        if "not in" in text or "not in struct" in text:
+        if "not in" in text:  # "Key 'x' not in 'LossConfig'", "Key 'x' is not in struct"
             return f"unknown key {key}"
         return f"{key}: {text}"
     return _first_line(error).rstrip(".")
