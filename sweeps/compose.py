@@ -26,6 +26,15 @@ from sweeps.schema import register
 
 CONFIG_NAME = "config"
 CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
+HELP_FLAGS = ("-h", "--help")
+
+
+class HelpRequested(Exception):
+    """`-h`/`--help` on the command line; carries the --config-dir given beside it (or None)."""
+
+    def __init__(self, config_dir: Optional[str]) -> None:
+        super().__init__("help requested")
+        self.config_dir = config_dir
 
 
 def conf_dir() -> Path:
@@ -37,9 +46,11 @@ def conf_dir() -> Path:
 
 
 def split_argv(argv: Sequence[str]) -> tuple[list[str], Optional[str]]:
-    """(Hydra overrides, --config-dir) of a command line; unknown flags are one-line errors."""
+    """(Hydra overrides, --config-dir) of a command line; unknown flags are one-line errors;
+    `-h`/`--help` raises HelpRequested once the rest is parsed (so --config-dir counts)."""
     overrides: list[str] = []
     config_dir: Optional[str] = None
+    wants_help = False
     args = list(argv)
     while args:
         arg = args.pop(0)
@@ -48,12 +59,35 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], Optional[str]]:
             if not eq and not args:
                 raise ConfigError(f"{name} needs a folder: {name} my_conf")
             config_dir = value if eq else args.pop(0)
+        elif arg in HELP_FLAGS:
+            wants_help = True
         elif arg.startswith("-"):
             raise ConfigError(f"unknown option {arg}; give Hydra overrides (key=value, +sweep=name) "
-                              "and optionally --config-dir DIR")
+                              "and optionally --config-dir DIR; --help lists the choices")
         else:
             overrides.append(arg)
+    if wants_help:
+        raise HelpRequested(config_dir)
     return overrides, config_dir
+
+
+def usage(command: str, config_dir: Optional[str] = None) -> str:
+    """What `python -m <command> --help` prints: the form of the command line and the
+    choices of the config groups a user picks most (read from the config folders)."""
+    groups = {group: ", ".join(group_options(group, config_dir)) for group in ("sweep", "profile", "loss", "data")}
+    sweep = " +sweep=<name>" if command == "sweeps.run" else ""
+    return "\n".join([
+        f"usage: python -m {command}{sweep} [key=value ...] [--config-dir DIR]",
+        "",
+        f"  sweeps:   {groups['sweep']}" if sweep else f"  loss:     {groups['loss']} (loss=<name>)",
+        f"  profiles: {groups['profile']} (profile=<name>; default cpu)",
+        f"  data:     {groups['data']} (data=<name>)",
+        "",
+        "  key=value overrides any config value, e.g. loss.gamma=2 train.seed=1"
+        + (" sweep.seeds=3 profile=smoke" if sweep else ""),
+        "  --config-dir DIR adds a folder of configs (DIR/sweep/my.yaml is +sweep=my)",
+        "  every key and its default: detector/config.py and sweeps/schema.py; the method: docs/",
+    ])
 
 
 def compose_config(overrides: Sequence[str], config_dir: Optional[str] = None,

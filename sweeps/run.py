@@ -16,7 +16,7 @@ import sys
 from typing import Any, Optional, Sequence
 
 from detector.config import ConfigError
-from sweeps.compose import compose_config, group_options, split_argv
+from sweeps.compose import HelpRequested, compose_config, group_options, split_argv, usage
 from sweeps.lease import SweepBusy
 from sweeps.plan import SweepPlan, build_plan
 from sweeps.timing import needs_quiet_timing, time_quietly
@@ -33,6 +33,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         overrides, config_dir = split_argv(sys.argv[1:] if argv is None else argv)
         plan = plan_from(overrides, config_dir)
         outcome = run_plan(plan)
+    except HelpRequested as request:
+        print(usage("sweeps.run", request.config_dir))
+        return
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)  # a user error: one line, no traceback
         sys.exit(EXIT_BUSY if isinstance(error, SweepBusy) else EXIT_USER_ERROR)

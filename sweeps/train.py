@@ -18,7 +18,7 @@ from detector.config import ConfigError, TrialConfig
 from detector.data.coco import DatasetError
 from detector.evaluate import METRIC_NAMES
 from detector.trial import NonFiniteLossError, run_trial
-from sweeps.compose import compose_config, resolved, split_argv
+from sweeps.compose import HelpRequested, compose_config, resolved, split_argv, usage
 from sweeps.schema import trial_part
 
 
@@ -49,6 +49,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(values)))
         result = run_trial(config, workdir=workdir, report=_print_progress)
+    except HelpRequested as request:
+        print(usage("sweeps.train", request.config_dir))
+        return
     except (ConfigError, DatasetError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)  # a user error: one line, no traceback
         sys.exit(2)

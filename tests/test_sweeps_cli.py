@@ -44,6 +44,26 @@ def test_bad_input_is_one_line_and_exit_2_before_anything_starts(tmp_path, args,
     assert list(tmp_path.iterdir()) == []  # nothing written: no store, no outputs/
 
 
+def test_help_lists_the_sweeps_with_a_users_own_and_exits_0(tmp_path):
+    (tmp_path / "mine" / "sweep").mkdir(parents=True)
+    (tmp_path / "mine" / "sweep" / "my_gammas.yaml").write_text("grid: {loss.gamma: [0.0, 2.0]}\n")
+    process = sweep_cli(tmp_path, "--help", "--config-dir", str(tmp_path / "mine"))
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0 and err == ""
+    assert out.startswith("usage: python -m sweeps.run +sweep=<name>")
+    sweeps_line = next(line for line in out.splitlines() if line.strip().startswith("sweeps:"))
+    assert "gamma_alpha" in sweeps_line and "my_gammas" in sweeps_line
+    assert list(tmp_path.iterdir()) == [tmp_path / "mine"]  # nothing written
+
+
+def test_an_unknown_flag_is_one_line_pointing_at_help(tmp_path):
+    process = sweep_cli(tmp_path, "+sweep=gamma_alpha", "--seeds=3")
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2
+    assert err == "error: unknown option --seeds=3; give Hydra overrides (key=value, +sweep=name) " \
+                  "and optionally --config-dir DIR; --help lists the choices\n"
+
+
 def finished_children(db: Path) -> int:
     """FINISHED child runs in the store, read-only (the driver is the one writer)."""
     if not db.exists():
