@@ -36,6 +36,8 @@ from sweeps.tracking import SweepTracker, git_commit, resolve_tracking_uri
 from sweeps.tuning import StopAfterTrials, grid_tuner, run_config, search_tuner
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# (cells to run, their earlier unfinished child runs by cell key, how many cells finished before)
+GridResume = tuple[list[Cell], dict[str, Run], int]
 
 
 @dataclass
@@ -80,25 +82,27 @@ class SweepDriver:
         parent to resume, then start the cluster only if there is work."""
         tracker = SweepTracker(self.uri, self.plan.experiment)
         existing = tracker.find_parent(self.plan) if self.plan.resume else None
-        trials = self._trials_to_run(tracker, existing)
-        if existing is not None and self.plan.kind == "grid" and trials == 0:
+        resume = self._grid_resume(tracker, existing) if self.plan.kind == "grid" else None
+        if resume is not None and existing is not None and not resume[0]:
             return self._already_done(tracker, existing.info.run_id)
+        trials = len(resume[0]) if resume is not None else self.plan.search.num_samples if self.plan.search else 0
         self.console.print(estimate_line(self.plan, trials), highlight=False, soft_wrap=True)
         with ray_cluster(self.plan.cluster) as info:
             resumed = tracker.open_parent(self.plan, existing, git_commit(PROJECT_ROOT))
             plan = self._with_workspace(tracker.parent_id, info)
-            runner = self._run_grid if plan.kind == "grid" else self._run_search
-            outcome = runner(tracker, plan, info)
+            if resume is not None:
+                outcome = self._run_grid(tracker, plan, info, resume)
+            else:
+                outcome = self._run_search(tracker, plan, info)
         outcome.resumed = resumed
         return outcome
 
-    def _trials_to_run(self, tracker: SweepTracker, existing: Optional[Run]) -> int:
-        """Trials this invocation runs: a search's num_samples; a grid's cells not finished before."""
-        if self.plan.kind != "grid":
-            return self.plan.search.num_samples if self.plan.search else 0
+    def _grid_resume(self, tracker: SweepTracker, existing: Optional[Run]) -> GridResume:
+        """What is left of a grid: every cell for a new parent, else the cells the
+        resumed parent has not finished (read once: the lease keeps other writers out)."""
         if existing is None:
-            return len(self.plan.cells)
-        return len(grid_resume(tracker.children(existing.info.run_id), self.plan.cells)[0])
+            return list(self.plan.cells), {}, 0
+        return grid_resume(tracker.children(existing.info.run_id), self.plan.cells)
 
     def _tag_environment(self, tracker: SweepTracker, data: DataConfig, info: ClusterInfo) -> dict[str, str]:
         """Versions, device, git state and data digest on the parent run; returned for the children."""
@@ -122,8 +126,9 @@ class SweepDriver:
         return dataclasses.replace(self.plan, work_root=work_root)
 
     # -- grid ----------------------------------------------------------------
-    def _run_grid(self, tracker: SweepTracker, plan: SweepPlan, info: ClusterInfo) -> SweepOutcome:
-        pending, previous, before = grid_resume(tracker.children(), plan.cells)
+    def _run_grid(self, tracker: SweepTracker, plan: SweepPlan, info: ClusterInfo,
+                  resume: GridResume) -> SweepOutcome:
+        pending, previous, before = resume
         if info.local:
             prepare_datasets([cell.config for cell in pending])
         env = self._tag_environment(tracker, plan.cells[0].config.data, info)
@@ -140,12 +145,11 @@ class SweepDriver:
         assert search is not None
         children = close_stale_children(tracker)
         before = sum(run.info.status == FINISHED for run in children)
-        base = TrialConfig.from_dict(plan.base)
         if info.local:
-            prepare_datasets([base])
-        env = self._tag_environment(tracker, base.data, info)
+            prepare_datasets([plan.base_config])
+        env = self._tag_environment(tracker, plan.base_config.data, info)
         searcher, _ = make_searcher(search, plan.name, plan.profile, plan.base_seed)
-        scheduler = make_scheduler(search, int(plan.base["train"]["iterations"]))
+        scheduler = make_scheduler(search, plan.base_config.train.iterations)
         board = self._board(search.num_samples, before, info)
         callbacks = [MlflowCallback(plan, tracker, {}, self.invocation, env), *self._progress(plan, board, info)]
         tuner = search_tuner(plan, searcher, scheduler, self._run_config(plan, info, callbacks))
@@ -240,7 +244,7 @@ def close_and_tally(tracker: SweepTracker, invocation: str) -> Tally:
     return Tally(counts, failures, len(runs))
 
 
-def grid_resume(children: list[Run], cells: Sequence[Cell]) -> tuple[list[Cell], dict[str, Run], int]:
+def grid_resume(children: list[Run], cells: Sequence[Cell]) -> GridResume:
     """(cells to run, their earlier unfinished child runs by cell key, cells already finished)."""
     latest = layout.latest_per_cell(children)
     finished = {key for key, run in latest.items() if run.info.status == FINISHED}

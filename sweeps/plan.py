@@ -95,6 +95,7 @@ class SweepPlan:
     kind: str  # grid | search
     profile: str
     base: dict[str, Any]  # the nested trial config every cell starts from
+    base_config: TrialConfig  # `base` built and validated once (a search's trials start from it)
     cells: tuple[Cell, ...]  # grid sweeps; a search makes its cells as Optuna samples them
     search: Optional[SearchSpec]
     seeds: int
@@ -167,14 +168,14 @@ def build_plan(cfg: DictConfig, overrides: Sequence[str] = ()) -> SweepPlan:
     spec = apply_trimmed(spec, profile, command_line_keys(overrides))
     _check_table(spec.table)
     base = _absolute_paths(trial_part(values))
-    TrialConfig.from_dict(base)  # the base itself must be valid, whatever the cells change
+    base_config = TrialConfig.from_dict(base)  # the base itself must be valid, whatever the cells change
     cluster = values["cluster"]
     _check_orchestration(values, cluster)
     cells = tuple(grid_cells(spec, base)) if spec.kind == "grid" else ()
     if spec.search is not None:
         _check_search_corners(spec.search, base)
     return SweepPlan(
-        name=spec.name, kind=spec.kind, profile=profile, base=base, cells=cells, search=spec.search,
+        name=spec.name, kind=spec.kind, profile=profile, base=base, base_config=base_config, cells=cells, search=spec.search,
         seeds=spec.seeds, resume=spec.resume, wait=spec.wait, timing=spec.timing, table=spec.table, cluster=cluster,
         tracking_uri=values["tracking"]["uri"], experiment=values["tracking"]["experiment"],
         max_failures=values["trial"]["max_failures"], trial_function=values["trial"]["function"],
