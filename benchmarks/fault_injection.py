@@ -27,6 +27,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from sweeps.cluster import trial_worker_pids
+
 PROJECT = Path(__file__).resolve().parents[1]
 KINDS = ("driver-sigint", "driver-sigkill", "worker-sigkill")
 CELLS = 4
@@ -53,29 +55,13 @@ def command(folder: Path, cache: str) -> list[str]:
             "trial.max_failures=2", f"output_dir={folder}/outputs", f"reports_dir={folder}/reports"]
 
 
-def trial_workers(session: int) -> list[int]:
-    """Pids of the processes running a Tune function trainable (ray::ImplicitFunc...)
-    of the sweep whose driver leads `session` (Ray's workers stay in its session):
-    never another sweep's on this machine."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            text = (entry / "cmdline").read_bytes()
-            mine = entry.name.isdigit() and os.getsid(int(entry.name)) == session
-        except (OSError, ValueError):
-            continue
-        if mine and text.startswith(b"ray::ImplicitFunc"):
-            pids.append(int(entry.name))
-    return pids
-
-
 def kill(process: subprocess.Popen, kind: str, rng: random.Random) -> None:
     if kind == "driver-sigint":
         process.send_signal(signal.SIGINT)
     elif kind == "driver-sigkill":
         process.kill()
     else:
-        workers = trial_workers(process.pid)  # the driver was started in a new session
+        workers = trial_worker_pids(process.pid)  # the driver was started in a new session
         if workers:
             os.kill(rng.choice(workers), signal.SIGKILL)
 

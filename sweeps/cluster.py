@@ -10,6 +10,7 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Optional
 from urllib.parse import urlparse
 
@@ -25,6 +26,7 @@ QUIET_ENV = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
 }
 QUIET_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.data", "ray.air", "filelock")
+TRIAL_PROCESS_PREFIX = b"ray::ImplicitFunc"  # how Ray names a process running a Tune function trainable
 
 
 @dataclass(frozen=True)
@@ -156,3 +158,20 @@ def check_client(address: Optional[str], tracking_uri: Optional[str]) -> None:
     if urlparse(tracking_uri).scheme not in ("http", "https", "databricks"):
         raise ConfigError(f"cluster.address={address} runs the trials' bookkeeping on the cluster, which cannot "
                           f"write {tracking_uri}: set tracking.uri=http://<mlflow server>")
+
+
+def trial_worker_pids(session: int) -> list[int]:
+    """Pids of this machine's processes running a Tune function trainable in the
+    process session `session` (a local cluster's workers stay in the session of
+    the driver that started it), never another sweep's. Linux (/proc) only:
+    the fault-injection test and benchmark use it to kill a trial's worker."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes()
+            mine = entry.name.isdigit() and os.getsid(int(entry.name)) == session
+        except (OSError, ValueError):
+            continue  # not a process, or it ended while we looked
+        if mine and command.startswith(TRIAL_PROCESS_PREFIX):
+            pids.append(int(entry.name))
+    return pids

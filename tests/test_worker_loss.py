@@ -7,27 +7,12 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
 from analysis import layout
+from sweeps.cluster import trial_worker_pids
 from sweeps.run import main_with
-
-
-def trial_workers() -> list[int]:
-    """Pids of the processes running a Tune function trainable (Ray names them
-    ray::ImplicitFunc...) started by this test's session (not another run's)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes()
-            mine = entry.name.isdigit() and os.getsid(int(entry.name)) == os.getsid(0)
-        except (OSError, ValueError):
-            continue
-        if mine and command.startswith(b"ray::ImplicitFunc"):
-            pids.append(int(entry.name))
-    return pids
 
 
 def test_a_killed_worker_is_retried_from_its_checkpoint(tmp_path, smoke_cache):
@@ -45,7 +30,7 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(tmp_path, smoke_cache):
         held = list((tmp_path / "outputs" / "ray_results").glob("*/*/checkpoint_*/checkpoint_last.pt"))
         time.sleep(0.2)
     assert held, "the trial handed a checkpoint to Tune"
-    workers = trial_workers()
+    workers = trial_worker_pids(os.getsid(0))  # this test's session: not another run's
     assert len(workers) == 1
     os.kill(workers[0], signal.SIGKILL)
     runner.join(timeout=400)
