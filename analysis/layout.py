@@ -37,7 +37,8 @@ TRIAL_ID = "sweep.trial_id"  # child of a search: the Tune trial id
 EARLY_STOPPED = "sweep.early_stopped"  # "true" when ASHA stopped the trial
 ERROR = "error"  # child: `Type: message` of a failure, first ERROR_CHARS characters
 NODE_ID, NODE_IP = "ray.node_id", "ray.node_ip"
-TIMING = "sweep.timing"  # child: "quiet" once ms_per_image was re-measured after the trials (sweeps/timing.py)
+TIMING = "sweep.timing"  # child: QUIET_TIMING once ms_per_image was re-measured after the trials (sweeps/timing.py)
+QUIET_TIMING = "quiet"
 NOTE = "mlflow.note.content"  # MLflow's own: a run's Markdown description (parent: tables and findings)
 # Experiment tag the MLflow 3 UI reads to choose its layout: without it the UI
 # opens a new experiment on the GenAI "Overview" page, not on the training runs.

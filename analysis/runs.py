@@ -54,6 +54,8 @@ class TrialRecord:
     params: dict[str, str] = field(default_factory=dict)  # flattened config, as logged
     start_time: int = 0  # ms since the epoch
     early_stopped: bool = False  # a search trial ASHA stopped (FINISHED, fewer iterations)
+    quiet_timing: bool = False  # ms_per_image re-measured after the trials, one model at a time
+    speed_spread: float | None = None  # (slowest - fastest) / median of those timing passes
 
     def value(self, dotted: str, default: Any = None) -> Any:
         """A config value of the trial: its override, else its logged param."""
@@ -206,6 +208,8 @@ def trial_record(run: Run) -> TrialRecord:
         params=dict(run.data.params),
         start_time=run.info.start_time or 0,
         early_stopped=tags.get(layout.EARLY_STOPPED) == "true",
+        quiet_timing=tags.get(layout.TIMING) == layout.QUIET_TIMING,
+        speed_spread=run.data.metrics.get(layout.SPEED_SPREAD),
     )
 
 

@@ -12,11 +12,12 @@ mean ± sample std over seeds; the best of our rows (by the first metric) is bol
 
 from __future__ import annotations
 
+import statistics
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from analysis.aggregate import Group, best_group, group_trials, normalise
 from analysis.declaration import TableDeclaration
-from analysis.layout import COCO_METRICS, SPEED_METRIC
+from analysis.layout import COCO_METRICS, FINISHED, SPEED_METRIC
 from analysis.paper import PaperTable, load_paper
 from analysis.rows import KeyedRow, keyed_rows, our_groups, sortable
 from analysis.runs import SweepRecord, TrialRecord
@@ -30,12 +31,15 @@ def build_tables(sweep: SweepRecord, paper: Optional[Mapping[str, PaperTable]] =
     declaration = sweep.table
     if declaration.trials:
         title = declaration.title or f"{sweep.name}: trials sorted by {declaration.rank_metric}"
-        return [trials_table(declaration, sweep.trials, title)]
+        table = trials_table(declaration, sweep.trials, title)
+        _add_speed_note(table, declaration, sweep.trials)
+        return [table]
     paper_table = (paper or load_paper())[declaration.paper] if declaration.paper else None
     groups = our_groups(declaration, sweep.trials)
     rows = keyed_rows(declaration, groups, paper_table)
     title = declaration.title or f"{sweep.name}: ours" + (f" beside {declaration.paper}" if paper_table else "")
     tables = [comparison_table(declaration, rows, list(groups.values()), title)]
+    _add_speed_note(tables[0], declaration, sweep.trials)
     if declaration.grid:
         tables.append(grid_table(declaration, rows, list(groups.values())))
     return tables
@@ -176,6 +180,27 @@ def _finish(table: Table, groups: Iterable[Group], key_names: Sequence[str]) -> 
         error = f": {group.error[:160]}" if group.error else ""
         table.notes.append(f"{where}: {detail}{error}")
     return table
+
+
+def speed_note(trials: Sequence[TrialRecord]) -> Optional[str]:
+    """How the ms column was measured, in one line: a rise in ms means something
+    only beyond the spread between timing passes (None: no finished trial was timed)."""
+    timed = [t for t in trials if t.status == FINISHED and SPEED_METRIC in t.metrics]
+    if not timed:
+        return None
+    spreads = [t.speed_spread for t in timed if t.quiet_timing and t.speed_spread is not None]
+    if not spreads:
+        return ("ms: timed inside each trial while other trials trained beside it; "
+                "`sweep.timing=quiet` times every model again, alone, after the trials")
+    return (f"ms: median of the quiet timing passes, one model at a time after the trials "
+            f"({len(spreads)} of {len(timed)} models); spread between passes, (slowest - fastest) / median: "
+            f"median {statistics.median(spreads):.1%}, max {max(spreads):.1%}")
+
+
+def _add_speed_note(table: Table, declaration: TableDeclaration, trials: Sequence[TrialRecord]) -> None:
+    note = speed_note(trials) if SPEED_METRIC in declaration.metrics else None
+    if note:
+        table.notes.append(note)
 
 
 def _text(value: Any) -> str:

@@ -30,7 +30,7 @@ from sweeps.compose import resolved
 from sweeps.schema import trial_part
 
 KINDS = ("grid", "search")
-TIMINGS = ("in_trial", "quiet")
+TIMINGS = ("in_trial", layout.QUIET_TIMING)
 _COLLECTIONS = ("grid", "cells", "table", "trimmed")
 PARAM_TYPES = ("float", "int", "categorical")
 

@@ -26,7 +26,7 @@ MODEL_ARTIFACT = "checkpoint/model.pt"
 
 
 def needs_quiet_timing(plan: SweepPlan) -> bool:
-    return plan.timing == "quiet" and not plan.cluster.get("address")
+    return plan.timing == layout.QUIET_TIMING and not plan.cluster.get("address")
 
 
 def time_quietly(plan: SweepPlan, tracker: Any, parent_id: str, say: Callable[[str], None]) -> int:
@@ -35,7 +35,7 @@ def time_quietly(plan: SweepPlan, tracker: Any, parent_id: str, say: Callable[[s
 
     cells = {cell.key: cell for cell in plan.cells}
     runs = [run for run in layout.latest_per_cell(tracker.children(parent_id)).values()
-            if run.info.status == layout.FINISHED and run.data.tags.get(layout.TIMING) != "quiet"
+            if run.info.status == layout.FINISHED and run.data.tags.get(layout.TIMING) != layout.QUIET_TIMING
             and run.data.tags.get(layout.CELL) in cells]
     if runs:
         say(f"timing {len(runs)} model(s) in a quiet phase ({REPEATS} passes each)")
@@ -48,5 +48,5 @@ def time_quietly(plan: SweepPlan, tracker: Any, parent_id: str, say: Callable[[s
         step = int(cell.config.train.iterations)
         tracker.log_metrics(run.info.run_id, {layout.SPEED_METRIC: speed.median,
                                               layout.SPEED_SPREAD: speed.spread}, step=step)
-        tracker.set_tags(run.info.run_id, {layout.TIMING: "quiet"})
+        tracker.set_tags(run.info.run_id, {layout.TIMING: layout.QUIET_TIMING})
     return len(runs)

@@ -22,9 +22,9 @@ from tests.analysis_fixtures import (  # noqa: F401  (analysis_store is a fixtur
 from analysis.errors import AnalysisError
 from analysis.paper import load_paper, same_value
 from analysis import layout
-from analysis.runs import load_sweep, open_client, parse_param
+from analysis.runs import TrialRecord, load_sweep, open_client, parse_param
 from analysis.table import MISSING, Table
-from analysis.tables import build_tables
+from analysis.tables import build_tables, speed_note
 
 
 def _load(store, name):
@@ -308,3 +308,17 @@ def test_a_users_own_keyed_table_without_a_paper(analysis_store, tmp_path):
     assert _cell(built, "AP", beta=0.11).value == pct(0.315) and _row(built, beta=0.11).best
     (plot,) = make_plots(sweep, tmp_path)
     assert plot.name == "ap_vs_beta" and plot.labels() == ["ours"] and plot.series[0].x == [0.0, 0.11]
+
+
+def test_speed_note_says_how_ms_was_timed_and_the_spread_between_passes():
+    def trial(i: int, quiet: bool, spread, status: str = "FINISHED") -> TrialRecord:
+        return TrialRecord(run_id=f"r{i}", cell=f"c{i}", overrides={}, seed=0, status=status, error="",
+                           metrics={"ms_per_image": 10.0}, quiet_timing=quiet, speed_spread=spread)
+
+    timed = [trial(0, True, 0.01), trial(1, True, 0.04), trial(2, True, 0.02), trial(3, False, None),
+             trial(4, True, 0.5, status="FAILED")]  # a failed trial's figure does not count
+    assert speed_note(timed) == ("ms: median of the quiet timing passes, one model at a time after the trials "
+                                 "(3 of 4 models); spread between passes, (slowest - fastest) / median: "
+                                 "median 2.0%, max 4.0%")
+    assert speed_note([trial(0, False, None)]).startswith("ms: timed inside each trial while other trials")
+    assert speed_note([trial(0, True, 0.01, status="FAILED")]) is None

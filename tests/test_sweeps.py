@@ -211,3 +211,5 @@ def test_speed_sweep_times_each_model_again_after_the_trials(tmp_path, store, sm
         history = client.get_metric_history(child.info.run_id, "ms_per_image")
         assert len(history) == 2 and history[-1].value == child.data.metrics["ms_per_image"]  # the quiet one
         assert child.data.metrics["ms_per_image_spread"] >= 0
+    table = (outcome.reports_dir / "table1e.md").read_text()
+    assert "ms: median of the quiet timing passes, one model at a time after the trials (2 of 2 models)" in table
