@@ -39,6 +39,7 @@ ERROR = "error"  # child: `Type: message` of a failure, first ERROR_CHARS charac
 NODE_ID, NODE_IP = "ray.node_id", "ray.node_ip"
 TIMING = "sweep.timing"  # child: QUIET_TIMING once ms_per_image was re-measured after the trials (sweeps/timing.py)
 QUIET_TIMING = "quiet"
+TIMING_PROTOCOL = "sweep.timing_protocol"  # child: how the quiet phase timed it, e.g. "channels_last,32x5"
 NOTE = "mlflow.note.content"  # MLflow's own: a run's Markdown description (parent: tables and findings)
 # Experiment tag the MLflow 3 UI reads to choose its layout: without it the UI
 # opens a new experiment on the GenAI "Overview" page, not on the training runs.

@@ -9,6 +9,7 @@ give the same six numbers.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import time
 from dataclasses import dataclass, field
@@ -145,13 +146,17 @@ def _synchronize(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def time_inference(model: nn.Module, images: list[torch.Tensor], device: torch.device, warmup: int) -> float:
+def time_inference(model: nn.Module, images: list[torch.Tensor], device: torch.device, warmup: int,
+                   channels_last: bool = False) -> float:
     """Milliseconds per image, batch size 1, post-processing included.
 
     The first `warmup` images are run untimed (allocator, cuDNN autotuning,
     lazy init); CUDA is synchronised around the timed loop so queued kernels
-    are counted.
+    are counted. `channels_last`: time a copy of the model in NHWC memory
+    format (the model itself is left as it is).
     """
+    if channels_last:
+        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
     model.eval()
     images = [image.to(device) for image in images]
     for image in images[:warmup]:

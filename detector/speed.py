@@ -4,8 +4,9 @@ A trial's own ms/image is taken while sibling trials train on the other
 cores, which makes it noisy and biased (on 2 cores, 96 px once timed slower
 than 128 px). `measure_speed` times a saved model with nothing else running:
 `repeats` passes over the same validation images, each a mean over
-`eval.timing_images` after `eval.warmup_images` untimed ones; the median
-pass is the figure and the relative spread says how far to trust it.
+`images` (default `eval.timing_images`) after `eval.warmup_images` untimed
+ones, in the memory format `eval.channels_last` says; the median pass is the
+figure and the relative spread says how far to trust it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -40,16 +42,24 @@ class Speed:
 
 
 @torch.inference_mode()
-def measure_speed(cfg: TrialConfig, model_path: Path, repeats: int = 5, threads: int = 1) -> Speed:
-    """Time the model saved at `model_path` (run_trial's model.pt) on `cfg`'s validation images."""
+def measure_speed(cfg: TrialConfig, model_path: Path, repeats: int = 5, threads: int = 1,
+                  images: Optional[int] = None) -> Speed:
+    """Time the model saved at `model_path` (run_trial's model.pt) on `cfg`'s validation
+    images: `images` timed per pass (None: `eval.timing_images`)."""
     torch.set_num_threads(threads)
     device = resolve_device(cfg.train.device)
     _, val_set = build_datasets(cfg.data, train=False)
     model = build_model(cfg.model, cfg.loss, val_set.num_classes)
     model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
     model.to(device)
-    count = min(len(val_set), cfg.eval.warmup_images + cfg.eval.timing_images)
-    images = [val_set[i][0] for i in range(count)]
+    count = min(len(val_set), cfg.eval.warmup_images + (images or cfg.eval.timing_images))
+    inputs = [val_set[i][0] for i in range(count)]
     warmup = min(cfg.eval.warmup_images, count - 1)
-    time_inference(model, images, device, warmup=warmup)  # one untimed pass: caches, allocator
-    return Speed(tuple(time_inference(model, images, device, warmup=warmup) for _ in range(repeats)))
+    if cfg.eval.channels_last:  # convert once here, not once per pass
+        model = model.to(memory_format=torch.channels_last)
+
+    def one_pass() -> float:
+        return time_inference(model, inputs, device, warmup=warmup)
+
+    one_pass()  # untimed: caches, allocator
+    return Speed(tuple(one_pass() for _ in range(repeats)))

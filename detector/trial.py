@@ -47,7 +47,8 @@ def _speed(model: RetinaNet, val_set, cfg: TrialConfig, device: torch.device) ->
     """Inference ms/image over the first validation images (warm-up excluded)."""
     count = min(len(val_set), cfg.eval.warmup_images + cfg.eval.timing_images)
     images = [val_set[i][0] for i in range(count)]
-    return time_inference(model, images, device, warmup=min(cfg.eval.warmup_images, count - 1))
+    return time_inference(model, images, device, warmup=min(cfg.eval.warmup_images, count - 1),
+                          channels_last=cfg.eval.channels_last)
 
 
 @torch.inference_mode()

@@ -11,3 +11,36 @@ def test_median_and_spread_of_timing_passes():
     speed = Speed((10.0, 12.0, 11.0, 10.5, 30.0))
     assert speed.median == 11.0
     assert speed.spread == pytest.approx((30.0 - 10.0) / 11.0)
+
+
+def _smoke_model():
+    from detector.model import build_model
+    from sweeps.compose import trial_config
+
+    cfg = trial_config(["profile=smoke"])
+    return build_model(cfg.model, cfg.loss, num_classes=3).eval()
+
+
+def test_channels_last_timing_leaves_the_model_as_it_was():
+    import torch
+
+    from detector.evaluate import time_inference
+
+    model = _smoke_model()
+    before = {name: p.clone() for name, p in model.state_dict().items()}
+    images = [torch.rand(3, 64, 64) for _ in range(3)]
+    assert time_inference(model, images, torch.device("cpu"), warmup=1, channels_last=True) > 0
+    for name, p in model.state_dict().items():  # same values, still NCHW: training could go on
+        assert torch.equal(p, before[name]) and p.is_contiguous(), name
+
+
+def test_channels_last_gives_the_same_detections():
+    import torch
+
+    model = _smoke_model()
+    image = torch.rand(3, 64, 64)
+    with torch.inference_mode():
+        nchw = model.raw_outputs([image])[:2]
+        nhwc = model.to(memory_format=torch.channels_last).raw_outputs([image])[:2]
+    for a, b in zip(nchw, nhwc):  # the same maths; only the summation order may differ
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)

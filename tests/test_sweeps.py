@@ -213,3 +213,12 @@ def test_speed_sweep_times_each_model_again_after_the_trials(tmp_path, store, sm
         assert child.data.metrics["ms_per_image_spread"] >= 0
     table = (outcome.reports_dir / "table1e.md").read_text()
     assert "ms: median of the quiet timing passes, one model at a time after the trials (2 of 2 models)" in table
+    assert children[0].data.tags["sweep.timing_protocol"] == "channels_last,32x5"
+
+    # A model timed under another protocol is timed again by the next invocation; the other is not.
+    client.set_tag(children[0].info.run_id, "sweep.timing_protocol", "nchw,10x5")
+    again = main_with(args, quiet=True)
+    assert again.resumed and len(runs(tmp_path, store)[1]) == 2  # no trial ran again
+    lengths = sorted(len(client.get_metric_history(c.info.run_id, "ms_per_image")) for c in children)
+    assert lengths == [2, 3]
+    assert client.get_run(children[0].info.run_id).data.tags["sweep.timing_protocol"] == "channels_last,32x5"
