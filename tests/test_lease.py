@@ -85,3 +85,17 @@ def test_a_new_sqlite_store_is_created_whole_under_its_final_name(tmp_path):
             "select name from sqlite_master where type = 'table'")}
     assert {"experiments", "runs", "metrics", "alembic_version"} <= tables
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+def test_the_default_store_lock_and_leases_are_ignored_by_git():
+    """Run from a checkout, a sweep writes mlflow.db, mlflow.db.lock and mlflow.db.leases/<id>.lease
+    beside it; none may be committed by accident (one was, once)."""
+    project = Path(__file__).resolve().parents[1]
+    if not (project / ".git").exists():
+        pytest.skip("not a git checkout")
+    store = project / "mlflow.db"
+    lease = SweepLease.for_sweep(f"sqlite:///{store}", project / "outputs", "e", "gamma_alpha", "cpu", "h")
+    paths = [str(path.relative_to(project)) for path in (store, store.with_name("mlflow.db.lock"), lease.path)]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=project, capture_output=True,
+                             text=True)
+    assert sorted(ignored.stdout.split()) == sorted(paths)
