@@ -24,6 +24,8 @@ from torch import nn
 if TYPE_CHECKING:
     from PIL import Image
 
+    from detector.config import EvalConfig
+
 METRIC_NAMES = ("AP", "AP50", "AP75", "APS", "APM", "APL")  # COCOeval.stats[0:6]
 
 
@@ -146,6 +148,18 @@ def _synchronize(device: torch.device) -> None:
 
 
 @torch.inference_mode()
+def timing_inputs(dataset: Any, eval_cfg: "EvalConfig", images: Optional[int] = None) -> tuple[list[torch.Tensor], int]:
+    """The images ms/image is timed on and how many of them lead as untimed warm-up.
+
+    The first `eval.warmup_images` + `images` (None: `eval.timing_images`)
+    images of `dataset` (items are (image [3, H, W], target)); a set smaller
+    than that keeps at least one timed image. The one choice of images for the
+    in-trial figure and the quiet phase alike.
+    """
+    count = min(len(dataset), eval_cfg.warmup_images + (images or eval_cfg.timing_images))
+    return [dataset[i][0] for i in range(count)], min(eval_cfg.warmup_images, count - 1)
+
+
 def time_inference(model: nn.Module, images: list[torch.Tensor], device: torch.device, warmup: int,
                    channels_last: bool = False) -> float:
     """Milliseconds per image, batch size 1, post-processing included.

@@ -20,7 +20,7 @@ import torch
 
 from detector.config import TrialConfig
 from detector.data.loader import build_datasets
-from detector.evaluate import time_inference
+from detector.evaluate import time_inference, timing_inputs
 from detector.model import build_model
 from detector.train import resolve_device
 
@@ -52,9 +52,7 @@ def measure_speed(cfg: TrialConfig, model_path: Path, repeats: int = 5, threads:
     model = build_model(cfg.model, cfg.loss, val_set.num_classes)
     model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
     model.to(device)
-    count = min(len(val_set), cfg.eval.warmup_images + (images or cfg.eval.timing_images))
-    inputs = [val_set[i][0] for i in range(count)]
-    warmup = min(cfg.eval.warmup_images, count - 1)
+    inputs, warmup = timing_inputs(val_set, cfg.eval, images)
     if cfg.eval.channels_last:  # convert once here, not once per pass
         model = model.to(memory_format=torch.channels_last)
 

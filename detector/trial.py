@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 
 from detector.config import TrialConfig
 from detector.data.loader import build_datasets, build_train_loader, collate
-from detector.evaluate import CocoEvaluation, coco_evaluation, draw_detections, predict, time_inference, write_pr_curves
+from detector.evaluate import (CocoEvaluation, coco_evaluation, draw_detections, predict, time_inference,
+                               timing_inputs, write_pr_curves)
 from detector.model import RetinaNet, build_model
 from detector.train import NonFiniteLossError, Trainer, resolve_device, seed_everything
 
@@ -45,10 +46,8 @@ class _Evaluator:
 
 def _speed(model: RetinaNet, val_set, cfg: TrialConfig, device: torch.device) -> float:
     """Inference ms/image over the first validation images (warm-up excluded)."""
-    count = min(len(val_set), cfg.eval.warmup_images + cfg.eval.timing_images)
-    images = [val_set[i][0] for i in range(count)]
-    return time_inference(model, images, device, warmup=min(cfg.eval.warmup_images, count - 1),
-                          channels_last=cfg.eval.channels_last)
+    images, warmup = timing_inputs(val_set, cfg.eval)
+    return time_inference(model, images, device, warmup=warmup, channels_last=cfg.eval.channels_last)
 
 
 @torch.inference_mode()

@@ -13,6 +13,21 @@ def test_median_and_spread_of_timing_passes():
     assert speed.spread == pytest.approx((30.0 - 10.0) / 11.0)
 
 
+def test_timing_inputs_lead_with_the_warm_up_and_keep_one_timed_image():
+    import torch
+
+    from detector.config import EvalConfig
+    from detector.evaluate import timing_inputs
+
+    dataset = [(torch.full((3, 2, 2), float(i)), {}) for i in range(6)]
+    images, warmup = timing_inputs(dataset, EvalConfig(timing_images=2, warmup_images=3))
+    assert [int(image[0, 0, 0]) for image in images] == [0, 1, 2, 3, 4] and warmup == 3
+    images, warmup = timing_inputs(dataset, EvalConfig(timing_images=2, warmup_images=3), images=10)
+    assert len(images) == 6 and warmup == 3  # the quiet phase asks for more: capped by the set
+    images, warmup = timing_inputs(dataset[:2], EvalConfig(timing_images=20, warmup_images=3))
+    assert len(images) == 2 and warmup == 1  # a tiny set still times one image
+
+
 def _smoke_model():
     from detector.model import build_model
     from sweeps.compose import trial_config
