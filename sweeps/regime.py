@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 from detector import regime
 from detector.config import ConfigError, TrialConfig
 from detector.data.coco import DatasetError
-from sweeps.compose import compose_config, resolved, split_argv
+from sweeps.compose import HelpRequested, compose_config, resolved, split_argv, usage
 from sweeps.schema import trial_part
 
 DEFAULTS = {"images": None, "loss_images": 64, "checkpoint": None, "paper": True, "paper_images": 500,
@@ -61,6 +61,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         overrides, config_dir = split_argv(sys.argv[1:] if argv is None else argv)
         print(report(resolved(compose_config(overrides, config_dir))))
+    except HelpRequested as request:
+        print(usage("sweeps.regime", request.config_dir))
+        print(f"  +regime.<key>=<value> with key one of {', '.join(DEFAULTS)} (see the module's docstring)")
     except (ConfigError, DatasetError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)  # a user error: one line, no traceback
         sys.exit(2)

@@ -127,6 +127,15 @@ def test_cli_prints_the_table(smoke_cache, capsys):
         main(["profile=smoke", f"data.cache_dir={smoke_cache}", "+regime.bogus=1"])
 
 
+def test_cli_help_names_its_options(capsys):
+    from sweeps.regime import main
+
+    main(["--help"])  # returns: exit 0, nothing computed
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m sweeps.regime [key=value ...]")
+    assert "+regime.<key>=<value> with key one of images, loss_images, checkpoint" in out
+
+
 def test_checkpoint_figures_of_an_untrained_model(smoke_cache, tmp_path):
     from detector.model import build_model
 
