@@ -132,8 +132,8 @@ def plot_curve(data: PlotInput) -> Plot:
                                  point_labels=[point_label(r[best_of]) for r in members] if point_label else []))
     fig, ax = _figure()
     _draw(ax, series)
-    for s in series:
-        _annotate(ax, s, color="gray" if s.reference else "black")
+    for s in series:  # a label where it changes along the line: repeats overlapped at close x (γ 0, .1, .2)
+        _annotate(ax, s, color="gray" if s.reference else "black", labels=changes_only(s.point_labels))
     ax.set(xlabel=data.option("xlabel", data.header(x)), ylabel=_ylabel(metric),
            title=data.option("title", f"{metric} vs {data.header(x)} ({declaration.short_title})"))
     _finish_axes(ax)
@@ -390,10 +390,16 @@ def _bars(ax: "Axes", series: Sequence[Series], colors: Sequence[str]) -> None:
     ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
 
 
-def _annotate(ax: "Axes", series: Series, color: str = "black") -> None:
-    """Write each point's label beside it."""
-    for x, y, text in zip(series.x, series.y, series.point_labels):
-        ax.annotate(text, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8, color=color)
+def _annotate(ax: "Axes", series: Series, color: str = "black", labels: Optional[Sequence[str]] = None) -> None:
+    """Write each point's label (or `labels`, one per point; "" for none) beside it."""
+    for x, y, text in zip(series.x, series.y, series.point_labels if labels is None else labels):
+        if text:
+            ax.annotate(text, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8, color=color)
+
+
+def changes_only(labels: Sequence[str]) -> list[str]:
+    """Each label where it differs from the one before, else "": ["a", "a", "b", "a"] -> ["a", "", "b", "a"]."""
+    return [text if i == 0 or text != labels[i - 1] else "" for i, text in enumerate(labels)]
 
 
 def _finish_axes(ax: "Axes") -> None:

@@ -28,6 +28,7 @@ from detector.config import DataConfig, TrialConfig
 from sweeps import environment
 from sweeps.callbacks import MlflowCallback
 from sweeps.cluster import ClusterInfo, ray_cluster
+from sweeps.continuation import parent_to_continue
 from sweeps.estimate import estimate_line
 from sweeps.lease import SweepLease
 from sweeps.plan import Cell, SweepPlan
@@ -81,7 +82,8 @@ class SweepDriver:
         """Open the store (fails before Ray starts if unreachable), find the
         parent to resume, then start the cluster only if there is work."""
         tracker = SweepTracker(self.uri, self.plan.experiment)
-        existing = tracker.find_parent(self.plan) if self.plan.resume else None
+        existing = parent_to_continue(tracker, self.plan,
+                                      say=lambda line: self.console.print(line, highlight=False, soft_wrap=True))
         resume = self._grid_resume(tracker, existing) if self.plan.kind == "grid" else None
         if resume is not None and existing is not None and not resume[0]:
             return self._already_done(tracker, existing.info.run_id)

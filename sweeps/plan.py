@@ -80,6 +80,8 @@ class SweepSpec:
     cells: list[dict[str, Any]] = field(default_factory=list)  # explicit override dicts, run besides the grid
     seeds: int = 1  # sweep.seeds=N repeats every cell with N seeds
     resume: bool = True  # false: a new parent run instead of continuing the last one
+    # A parent run id to continue although its base config differs (sweeps/continuation.py)
+    resume_parent: Optional[str] = None
     wait: bool = False  # another invocation runs this sweep: false refuses, true waits, then resumes
     timing: str = "in_trial"  # in_trial | quiet: ms/image re-measured after the trials (sweeps/timing.py)
     table: dict[str, Any] = field(default_factory=dict)  # what analysis/ builds (analysis/declaration.py)
@@ -100,6 +102,7 @@ class SweepPlan:
     search: Optional[SearchSpec]
     seeds: int
     resume: bool
+    resume_parent: Optional[str]  # see SweepSpec.resume_parent
     wait: bool  # see SweepSpec.wait
     timing: str  # see SweepSpec.timing
     table: dict[str, Any]  # the sweep's table declaration (analysis/declaration.py reads it)
@@ -176,7 +179,8 @@ def build_plan(cfg: DictConfig, overrides: Sequence[str] = ()) -> SweepPlan:
         _check_search_corners(spec.search, base)
     return SweepPlan(
         name=spec.name, kind=spec.kind, profile=profile, base=base, base_config=base_config, cells=cells, search=spec.search,
-        seeds=spec.seeds, resume=spec.resume, wait=spec.wait, timing=spec.timing, table=spec.table, cluster=cluster,
+        seeds=spec.seeds, resume=spec.resume, resume_parent=spec.resume_parent, wait=spec.wait, timing=spec.timing,
+        table=spec.table, cluster=cluster,
         tracking_uri=values["tracking"]["uri"], experiment=values["tracking"]["experiment"],
         max_failures=values["trial"]["max_failures"], trial_function=values["trial"]["function"],
         output_dir=Path(values["output_dir"]).resolve(), reports_root=Path(values["reports_dir"]).resolve(),
@@ -240,6 +244,8 @@ def parse_sweep(raw: Mapping[str, Any]) -> SweepSpec:
     if "name" not in raw:
         raise ConfigError("sweep.name is missing: every sweep file names itself")
     search = SearchSpec(**{k: raw.pop(k) for k in search_keys if k in raw}) if kind == "search" else None
+    if raw.get("resume_parent") is not None:  # a run id of digits only would arrive as an int
+        raw["resume_parent"] = str(raw["resume_parent"])
     # `grid: {}` or `table:` left empty in YAML arrive as None: the field's default then
     spec = SweepSpec(**{k: v for k, v in raw.items() if v is not None or k not in _COLLECTIONS}, search=search)
     _check_spec(spec)
@@ -276,6 +282,8 @@ def _check_spec(spec: SweepSpec) -> None:
     for name, values in spec.grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"sweep.grid.{name}={values!r} must be a non-empty list of values")
+    if spec.resume_parent is not None and not spec.resume:
+        raise ConfigError("sweep.resume_parent and sweep.resume=false contradict each other: give one")
     if spec.kind == "grid" and not spec.grid and not spec.cells:
         raise ConfigError(f"sweep {spec.name} has neither grid nor cells: nothing to run")
     if spec.search is not None:

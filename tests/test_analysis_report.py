@@ -126,6 +126,13 @@ def test_gamma_plot_points_are_best_alpha_means(analysis_store, tmp_path):
     assert ours.y[-1] == pytest.approx(32.0)
 
 
+def test_a_line_plot_labels_a_point_only_where_its_label_changes():
+    from analysis.plots import changes_only
+
+    assert changes_only(["α=0.9", "α=0.9", "α=0.25", "α=0.25", "α=0.9"]) == ["α=0.9", "", "α=0.25", "", "α=0.9"]
+    assert changes_only([]) == []
+
+
 def test_figure2_keeps_our_times_apart_from_the_papers(analysis_store, tmp_path):
     (plot,) = make_plots(_sweep(analysis_store, "speed_accuracy"), tmp_path)
     resnet34 = next(s for s in plot.series if s.label == "ours ResNet-34")

@@ -165,6 +165,18 @@ def test_resume_false_starts_a_new_parent(tmp_path, store, smoke_cache):
     assert first.parent_run_id != second.parent_run_id and len(parents) == 2 and len(children) == 2
 
 
+def test_resume_parent_continues_across_a_changed_base_config(tmp_path, store, smoke_cache):
+    """After an upgrade adds or changes a base value, the old parent's finished cells still count."""
+    args = overrides(tmp_path, store, smoke_cache, "+sweep=gamma_alpha", "sweep.trimmed.smoke={loss.gamma:[2.0],loss.alpha:[0.25]}",
+                     "train.iterations=20")
+    first = main_with(args, quiet=True)
+    changed = [*args, "eval.timing_images=3"]  # another base config hash
+    second = main_with([*changed, f"sweep.resume_parent={first.parent_run_id}"], quiet=True)
+    parents, children = runs(tmp_path, store)
+    assert second.parent_run_id == first.parent_run_id and second.resumed
+    assert len(parents) == 1 and len(children) == 1 and second.counts["before"] == 1  # nothing ran again
+
+
 # -- Optuna search ---------------------------------------------------------------------
 def test_search_twice_continues_one_study(tmp_path, store, smoke_cache):
     journal = tmp_path / "journal.log"
