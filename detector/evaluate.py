@@ -147,7 +147,6 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@torch.inference_mode()
 def timing_inputs(dataset: Any, eval_cfg: "EvalConfig", images: Optional[int] = None) -> tuple[list[torch.Tensor], int]:
     """The images ms/image is timed on and how many of them lead as untimed warm-up.
 
@@ -160,6 +159,7 @@ def timing_inputs(dataset: Any, eval_cfg: "EvalConfig", images: Optional[int] = 
     return [dataset[i][0] for i in range(count)], min(eval_cfg.warmup_images, count - 1)
 
 
+@torch.inference_mode()
 def time_inference(model: nn.Module, images: list[torch.Tensor], device: torch.device, warmup: int,
                    channels_last: bool = False) -> float:
     """Milliseconds per image, batch size 1, post-processing included.

@@ -49,6 +49,17 @@ def test_channels_last_timing_leaves_the_model_as_it_was():
         assert torch.equal(p, before[name]) and p.is_contiguous(), name
 
 
+def test_timed_inference_builds_no_autograd_graph():
+    import torch
+
+    from detector.evaluate import time_inference
+
+    model, modes = _smoke_model(), []
+    model.register_forward_pre_hook(lambda module, args: modes.append(torch.is_inference_mode_enabled()))
+    time_inference(model, [torch.rand(3, 64, 64) for _ in range(2)], torch.device("cpu"), warmup=1)
+    assert modes == [True, True]  # every image, warm-up included, in inference mode
+
+
 def test_channels_last_gives_the_same_detections():
     import torch
 
