@@ -30,9 +30,8 @@ import torch
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per model, not a bar
 
 from analysis import layout
-from detector.data.loader import build_datasets
 from detector.evaluate import timing_inputs
-from detector.model import build_model
+from detector.speed import load_for_timing
 from sweeps.run import plan_from
 from sweeps.timing import MODEL_ARTIFACT, QUIET_IMAGES
 from sweeps.tracking import SweepTracker, resolve_tracking_uri
@@ -61,13 +60,9 @@ def spread(values: list[float]) -> float:
 
 @torch.inference_mode()
 def load(cell, path: Path, images: int) -> tuple[torch.nn.Module, list[torch.Tensor], int]:
-    cfg = cell.config
-    _, val_set = build_datasets(cfg.data, train=False)
-    model = build_model(cfg.model, cfg.loss, val_set.num_classes)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    model = model.eval().to(memory_format=torch.channels_last if cfg.eval.channels_last else torch.contiguous_format)
-    images, warmup = timing_inputs(val_set, cfg.eval, images)
-    return model, images, warmup
+    """The quiet phase's model (memory format included) and the first `images` timed images."""
+    model, val_set = load_for_timing(cell.config, path, torch.device("cpu"))
+    return (model, *timing_inputs(val_set, cell.config.eval, images))
 
 
 def main() -> None:

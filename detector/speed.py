@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -41,6 +41,16 @@ class Speed:
         return (max(self.passes) - min(self.passes)) / self.median
 
 
+def load_for_timing(cfg: TrialConfig, model_path: Path, device: torch.device) -> tuple[torch.nn.Module, Any]:
+    """(the model saved at `model_path` (run_trial's model.pt) on `device`, in the memory format
+    `eval.channels_last` says, converted once here rather than once per pass; `cfg`'s validation set)."""
+    _, val_set = build_datasets(cfg.data, train=False)
+    model = build_model(cfg.model, cfg.loss, val_set.num_classes)
+    model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
+    memory = torch.channels_last if cfg.eval.channels_last else torch.contiguous_format
+    return model.to(device).to(memory_format=memory).eval(), val_set
+
+
 @torch.inference_mode()
 def measure_speed(cfg: TrialConfig, model_path: Path, repeats: int = 5, threads: int = 1,
                   images: Optional[int] = None) -> Speed:
@@ -48,13 +58,8 @@ def measure_speed(cfg: TrialConfig, model_path: Path, repeats: int = 5, threads:
     images: `images` timed per pass (None: `eval.timing_images`)."""
     torch.set_num_threads(threads)
     device = resolve_device(cfg.train.device)
-    _, val_set = build_datasets(cfg.data, train=False)
-    model = build_model(cfg.model, cfg.loss, val_set.num_classes)
-    model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
-    model.to(device)
+    model, val_set = load_for_timing(cfg, model_path, device)
     inputs, warmup = timing_inputs(val_set, cfg.eval, images)
-    if cfg.eval.channels_last:  # convert once here, not once per pass
-        model = model.to(memory_format=torch.channels_last)
 
     def one_pass() -> float:
         return time_inference(model, inputs, device, warmup=warmup)

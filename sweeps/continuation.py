@@ -71,8 +71,7 @@ def other_config_line(plan: SweepPlan, other: Run) -> str:
 
 def shared_params(plan: SweepPlan) -> dict[str, str]:
     """The base values no cell changes, as the parent run logs them (its params)."""
-    return {key: layout.param_text(value) for key, value in layout.flatten(plan.base).items()
-            if key not in plan.swept_keys}
+    return {key: layout.param_text(value) for key, value in plan.shared_values.items()}
 
 
 def config_changes(now: dict[str, str], before: dict[str, str]) -> list[str]:

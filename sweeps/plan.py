@@ -134,6 +134,11 @@ class SweepPlan:
             keys |= set(self.search.space) | set(self.search.fixed)
         return keys
 
+    @property
+    def shared_values(self) -> dict[str, Any]:
+        """The flattened base values no cell changes: what the parent run logs as its params."""
+        return {key: value for key, value in layout.flatten(self.base).items() if key not in self.swept_keys}
+
     def search_cell(self, sampled: Mapping[str, Any]) -> Cell:
         """The cell of one point Optuna sampled (categorical list choices travel as JSON)."""
         return make_cell(self.base, self.search_overrides(sampled), self.base_seed)

@@ -87,8 +87,7 @@ class SweepTracker:
         tags = layout.parent_tags(plan.name, plan.profile, plan.kind, plan.base_hash, commit, plan.table)
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"{plan.name}-{plan.profile}")
         self.parent_id = run.info.run_id
-        shared = {k: v for k, v in layout.flatten(plan.base).items() if k not in plan.swept_keys}
-        self._log_params(self.parent_id, shared, existing={})
+        self._log_params(self.parent_id, plan.shared_values, existing={})
         self.client.log_text(self.parent_id, plan.config_yaml, "config.yaml")
         return False
 
