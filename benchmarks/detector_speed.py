@@ -8,6 +8,7 @@ ours / torchvision ratios (>= 1.0 means ours is no slower).
     python benchmarks/detector_speed.py                      # cpu profile sizes, 1 thread
     python benchmarks/detector_speed.py --preset paper --device cuda --amp   # on a GPU
     python benchmarks/detector_speed.py --preset paper --device cuda --sizes 400 500 600 700 800 --inference-only
+    python benchmarks/detector_speed.py --preset paper --depth 101 --device cuda --amp --inference-only
 """
 
 from __future__ import annotations
@@ -128,9 +129,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10, help="images per inference round")
     parser.add_argument("--sizes", type=int, nargs="*", help="inference image sizes (default: the preset's)")
     parser.add_argument("--inference-only", action="store_true")
+    parser.add_argument("--depth", type=int, help="ResNet depth (default: the preset's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device, preset = torch.device(args.device), PRESETS[args.preset]
+    device, preset = torch.device(args.device), dict(PRESETS[args.preset])
+    preset["depth"] = args.depth or preset["depth"]
     num_classes = SyntheticConfig().num_classes  # the cpu profile's scenes (the schema's default)
     ours, theirs = build_pair(preset, num_classes, device)
     print(f"preset {args.preset}: ResNet-{preset['depth']}-FPN {preset['fpn']} ch, {preset['image']} px, "

@@ -156,6 +156,11 @@ class TrainConfig:
     warmup_factor: float = 1.0 / 3.0
     grad_clip: Optional[float] = None
     amp: bool = True  # only takes effect on CUDA
+    # Train with the model in channels_last (NHWC). On one H100 (paper profile,
+    # batch 16, 600 px) a step takes 0.76x the NCHW time under AMP, 0.81x in
+    # fp32; on the 2-core CPU 0.97x, not worth changing the cpu profile's
+    # numerics for (docs/BENCHMARKS.md). The paper profile turns it on.
+    channels_last: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0
     num_threads: Optional[int] = None  # torch intra-op threads; None leaves torch's default

@@ -77,6 +77,8 @@ class Trainer:
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device) -> None:
         self.model = model.to(device)
+        if cfg.channels_last:  # the images stay NCHW: the first convolution converts them
+            self.model.to(memory_format=torch.channels_last)
         self.cfg = cfg
         self.device = device
         self.optimizer, self.scheduler = build_optimizer(model, cfg)

@@ -105,3 +105,21 @@ def test_resumed_run_continues_with_the_saved_ema_normaliser(tmp_path):
     # the third step is normalised by the continued average, exactly as in the uninterrupted run
     assert resumed.model.criterion.state_dict() == pytest.approx(full.model.criterion.state_dict())
     assert resumed_reports[-1]["loss"] == pytest.approx(full_reports[-1]["loss"], rel=1e-5)
+
+
+def test_channels_last_training_keeps_the_format_and_the_maths():
+    """train.channels_last: every 4-D weight stays NHWC through SGD steps; the losses are NCHW's up to kernel order."""
+    cfg = TrainConfig(batch_size=1, lr=0.01, iterations=3, steps=[100], warmup_iters=0, log_every=1,
+                      amp=False, device="cpu")
+    reports = {}
+    for channels_last in (False, True):
+        trainer = tiny_trainer(dataclasses.replace(cfg, channels_last=channels_last))
+        reports[channels_last] = []
+        trainer.fit(same_batch(), reports[channels_last].append)
+        weights = [p for p in trainer.model.parameters() if p.dim() == 4]
+        memory = torch.channels_last if channels_last else torch.contiguous_format
+        assert weights and all(w.is_contiguous(memory_format=memory) for w in weights)
+        if channels_last:  # a 3x3 kernel is contiguous in one format only
+            assert not any(w.is_contiguous() for w in weights if w.shape[-1] == 3)
+    for nchw, nhwc in zip(reports[False], reports[True]):
+        assert nhwc["loss"] == pytest.approx(nchw["loss"], rel=1e-4)

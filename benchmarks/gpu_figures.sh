@@ -1,0 +1,30 @@
+#!/bin/bash
+# What only a GPU shows, in one command (docs/BENCHMARKS.md, "On a GPU"):
+# training img/s of the paper's network (fp32, AMP; ours against torchvision),
+# inference ms/image over input sizes and depths (Figure 2's axes), NCHW
+# against channels_last for inference and training, and one short trial of
+# the paper profile end to end on synthetic 600-px scenes (no downloads:
+# random init, BN trained). Writes nothing but to stdout and $OUT_DIR
+# (default ./outputs/gpu).
+#
+#     bash benchmarks/gpu_figures.sh 2>&1 | tee gpu.log
+set -x
+out=${OUT_DIR:-outputs/gpu}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+paper="profile=paper model.pretrained=null model.frozen_bn=false"
+# 1. training (batch 8, 600 px) and inference with post-processing, ours vs torchvision
+python3 benchmarks/detector_speed.py --preset paper --device cuda --iters 10 --rounds 5 --images 20 --sizes 400 600 800
+python3 benchmarks/detector_speed.py --preset paper --device cuda --amp --iters 10 --rounds 5 --images 20 --sizes 400 500 600 700 800
+python3 benchmarks/detector_speed.py --preset paper --depth 101 --device cuda --amp --inference-only --images 20 --sizes 400 500 600 700 800
+# 2. the network alone, NCHW against channels_last, fp32 and AMP
+python3 benchmarks/memory_format.py $paper --depths 50 101 --sizes 400 500 600 700 800 --device cuda --passes 20
+python3 benchmarks/memory_format.py $paper --depths 50 101 --sizes 400 500 600 700 800 --device cuda --passes 20 --amp
+# 3. training steps of the paper profile (batch 16, 600 px), NCHW against channels_last, AMP on and off
+scenes="data.synthetic.image_size=600 data.num_train_images=64 data.num_val_images=16"
+python3 benchmarks/train_memory_format.py $paper $scenes train.amp=true --steps 20 --device cuda
+python3 benchmarks/train_memory_format.py $paper $scenes train.amp=false --steps 20 --device cuda
+# 4. one short trial of the paper profile end to end (data, AMP training, COCOeval, timed inference)
+python3 -m sweeps.train $paper data.synthetic.image_size=600 data.num_train_images=256 data.num_val_images=64 \
+    train.iterations=300 train.steps=[250] train.warmup_iters=50 eval.timing_images=50 output_dir=$out
+cat "$out"/train/*/*/metrics.json
