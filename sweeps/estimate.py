@@ -38,10 +38,10 @@ MEASURED: dict[str, TrialTime] = {
     # 100 iterations: train_seconds 8.7 s (load ~5); in a sweep ~13 s per trial at 40 iterations
     # (Ray worker start, imports, evaluation and the prediction pictures are the fixed part).
     "smoke": TrialTime(per_iteration=0.09, fixed=9.0, source="issue 11, smoke sweeps, 2-core machine"),
-    # The main command from a fresh clone on a quiet 2-core machine (2026-11-22): 14 trials of 600
-    # iterations, two at a time, ~124 s each (0.19 s per step with both cores busy, ~10 s fixed);
-    # the whole command 880 s with data generation, Ray and the report. Under load trials take 2-4x longer.
-    "cpu": TrialTime(per_iteration=0.19, fixed=10.0, source="main command, fresh clone, quiet 2-core machine"),
+    # The main command from a fresh clone on a quiet 2-core machine (2026-11-22): 14 trials of 500
+    # iterations, two at a time, ~95 s each (0.17 s per step with both cores busy, ~10 s fixed);
+    # the whole command 683 s with data generation, Ray and the report. Under load trials take 2-4x longer.
+    "cpu": TrialTime(per_iteration=0.17, fixed=10.0, source="main command, fresh clone, quiet 2-core machine"),
 }
 
 
