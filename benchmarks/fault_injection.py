@@ -61,7 +61,7 @@ def kill(process: subprocess.Popen, kind: str, rng: random.Random) -> None:
     elif kind == "driver-sigkill":
         process.kill()
     else:
-        workers = trial_worker_pids(process.pid)  # the driver was started in a new session
+        workers = trial_worker_pids(process.pid)  # the workers of this driver's cluster
         if workers:
             os.kill(rng.choice(workers), signal.SIGKILL)
 

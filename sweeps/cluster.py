@@ -160,18 +160,33 @@ def check_client(address: Optional[str], tracking_uri: Optional[str]) -> None:
                           f"write {tracking_uri}: set tracking.uri=http://<mlflow server>")
 
 
-def trial_worker_pids(session: int) -> list[int]:
-    """Pids of this machine's processes running a Tune function trainable in the
-    process session `session` (a local cluster's workers stay in the session of
-    the driver that started it), never another sweep's. Linux (/proc) only:
-    the fault-injection test and benchmark use it to kill a trial's worker."""
-    pids = []
+def trial_worker_pids(root: int) -> list[int]:
+    """Pids of the processes running a Tune function trainable that descend from
+    process `root` (a local cluster's raylet is a child of the driver that started
+    it, and the trial workers are the raylet's children), never another sweep's,
+    even one started from the same terminal session. Linux (/proc) only: the
+    fault-injection test and benchmark use it to kill a trial's worker."""
+    parents: dict[int, int] = {}
+    commands: dict[int, bytes] = {}
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            command = (entry / "cmdline").read_bytes()
-            mine = entry.name.isdigit() and os.getsid(int(entry.name)) == session
-        except (OSError, ValueError):
-            continue  # not a process, or it ended while we looked
-        if mine and command.startswith(TRIAL_PROCESS_PREFIX):
-            pids.append(int(entry.name))
-    return pids
+            # /proc/<pid>/stat: "pid (comm) state ppid ...": comm may hold spaces, so split after its ")"
+            parents[int(entry.name)] = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue  # it ended while we looked
+    return [pid for pid, command in commands.items()
+            if command.startswith(TRIAL_PROCESS_PREFIX) and _descends_from(pid, root, parents)]
+
+
+def _descends_from(pid: int, root: int, parents: dict[int, int]) -> bool:
+    """Whether `root` is an ancestor of `pid` in the parent map (pid -> ppid)."""
+    seen = set()
+    while pid in parents and pid not in seen:
+        seen.add(pid)
+        pid = parents[pid]
+        if pid == root:
+            return True
+    return False

@@ -182,3 +182,12 @@ def test_ray_client_sweep_records_to_a_tracking_server(two_node_cluster, mlflow_
     assert {c.data.tags["ray.node_id"] for c in children} <= node_ids
     assert all("AP" in c.data.metrics and "ms_per_image" in c.data.metrics for c in children)
     assert [a.path for a in client.list_artifacts(children[0].info.run_id, "checkpoint")] == ["checkpoint/model.pt"]
+
+
+def test_descends_from_follows_parents_to_the_root_only():
+    from sweeps.cluster import _descends_from
+    parents = {10: 1, 11: 10, 12: 11, 20: 1, 21: 20}  # two drivers (10, 20) under init, a worker each
+    assert _descends_from(12, 10, parents) and _descends_from(11, 10, parents)
+    assert not _descends_from(21, 10, parents)  # the other driver's worker
+    assert not _descends_from(10, 10, parents)  # a process is not its own descendant
+    assert not _descends_from(12, 99, {12: 13, 13: 12})  # a cycle (pids reused while reading) ends

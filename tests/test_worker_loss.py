@@ -30,7 +30,7 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(tmp_path, smoke_cache):
         held = list((tmp_path / "outputs" / "ray_results").glob("*/*/checkpoint_*/checkpoint_last.pt"))
         time.sleep(0.2)
     assert held, "the trial handed a checkpoint to Tune"
-    workers = trial_worker_pids(os.getsid(0))  # this test's session: not another run's
+    workers = trial_worker_pids(os.getpid())  # this test's cluster: not a sweep running beside it
     assert len(workers) == 1
     os.kill(workers[0], signal.SIGKILL)
     runner.join(timeout=400)
