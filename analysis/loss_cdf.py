@@ -4,6 +4,10 @@
         [images=200] [gammas=0,0.5,1,2] [max_negatives=10000000] [device=auto]
         [log=true] [data.root=/data/coco] [data.<key>=<value> ...]
 
+Prints, per gamma, the fraction of the hardest negatives and positives that
+carries 80% of the normalised loss, and writes them to figure4_<run>.json
+beside the plot.
+
 Paper, section 5.1: "we take a converged model ... and apply it to a large
 number of random images. We sample the predicted probability for ~10^7
 negative windows and ~10^5 positive windows. Next, separately for positives
@@ -43,6 +47,7 @@ from detector.data.coco import DatasetError
 from detector.data.loader import build_datasets
 from detector.losses import sigmoid_focal_loss
 from detector.model import RetinaNet, build_model
+from detector.regime import FIGURE4_SHARE, hardest_fraction
 from detector.train import resolve_device
 
 DEFAULTS: dict[str, Any] = {"run_id": None, "tracking_uri": None, "out": None, "images": 200,
@@ -70,6 +75,31 @@ class Curves:
     """Normalised-loss CDFs: kind ("positive"/"negative") -> gamma -> (fraction, cumulative)."""
 
     by_kind: dict[str, dict[float, tuple[list[float], list[float]]]] = field(default_factory=dict)
+
+
+@dataclass
+class Figure4:
+    """Figure 4 of one trained model: the plot, and the figure read off it.
+
+    fractions: gamma -> {"negatives": f, "positives": f}, f the fraction of the
+    samples, hardest first, that carries 80% of the normalised FL_gamma
+    (`detector.regime.hardest_fraction`); json: where they are written.
+    """
+
+    plot: Plot
+    fractions: dict[float, dict[str, float]]
+    json: Path
+
+    def lines(self) -> list[str]:
+        """One line per gamma, for the terminal."""
+        return [f"gamma {g:g}: {f['negatives']:.2%} of the negatives and {f['positives']:.1%} of the positives "
+                f"(hardest first) carry {FIGURE4_SHARE:.0%} of the normalised FL" for g, f in self.fractions.items()]
+
+
+def hardest_fractions(samples: Samples, gammas: Sequence[float]) -> dict[float, dict[str, float]]:
+    """gamma -> the fraction of the hardest negatives and positives carrying 80% of FL_gamma."""
+    return {g: {"negatives": hardest_fraction(samples.negatives, g),
+                "positives": hardest_fraction(samples.positives, g)} for g in gammas}
 
 
 def normalized_loss_cdf(x_t: Tensor, gamma: float, points: int = 1000) -> tuple[list[float], list[float]]:
@@ -153,9 +183,10 @@ def plot_figure4(curves: Curves, stem: Path, subtitle: str = "") -> Plot:
 def figure4(run_id: str, *, tracking_uri: str | None = None, out: str | Path | None = None,
             images: int = 200, gammas: Sequence[float] = (0.0, 0.5, 1.0, 2.0),
             max_negatives: int = 10_000_000, device: str | None = None, log: bool = True,
-            config_overrides: dict[str, Any] | None = None, points: int = 1000, seed: int = 0) -> Plot:
-    """Figure 4 for the trained model of child run `run_id`; written to `out` (default
-    reports/<sweep>/) and, with `log`, logged to that run under `reports/`."""
+            config_overrides: dict[str, Any] | None = None, points: int = 1000, seed: int = 0) -> Figure4:
+    """Figure 4 for the trained model of child run `run_id`: the plot and its 80% fractions
+    (JSON), written to `out` (default reports/<sweep>/) and, with `log`, logged to that run
+    under `reports/`."""
     client = open_client(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         values, model_path, tags = fetch_trial(client, run_id, Path(tmp))
@@ -167,12 +198,19 @@ def figure4(run_id: str, *, tracking_uri: str | None = None, out: str | Path | N
     subtitle = (f"run {run_id[:8]} ({tags.get('sweep.cell', '')}): {samples.positives.numel():,} positive "
                 f"and {samples.negatives.numel():,} negative samples of {samples.images} images")
     out_dir = Path(out) if out else Path("reports") / tags.get("sweep.name", "runs")
-    plot = plot_figure4(loss_curves(samples, gammas, points), out_dir / f"figure4_{run_id[:8]}", subtitle)
+    stem = out_dir / f"figure4_{run_id[:8]}"
+    plot = plot_figure4(loss_curves(samples, gammas, points), stem, subtitle)
+    result = Figure4(plot, hardest_fractions(samples, gammas), stem.with_suffix(".json"))
+    result.json.write_text(json.dumps({"run_id": run_id, "images": samples.images,
+                                       "positives": samples.positives.numel(), "negatives": samples.negatives.numel(),
+                                       "share": FIGURE4_SHARE,
+                                       "hardest_fraction": {f"{g:g}": f for g, f in result.fractions.items()}},
+                                      indent=1))
     if log:
         with store_errors(client.tracking_uri, "log reports to"):
-            for path in plot.paths:
+            for path in [*plot.paths, result.json]:
                 client.log_artifact(run_id, str(path), artifact_path="reports")
-    return plot
+    return result
 
 
 def fetch_trial(client: MlflowClient, run_id: str, dst: Path) -> tuple[dict, Path, dict[str, str]]:
@@ -246,11 +284,12 @@ def figure4_kwargs(argv: Sequence[str]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; a user error prints `error: ...` and returns 2."""
     try:
-        plot = figure4(**figure4_kwargs(sys.argv[1:] if argv is None else argv))
+        result = figure4(**figure4_kwargs(sys.argv[1:] if argv is None else argv))
     except (AnalysisError, DatasetError) as error:  # DatasetError: e.g. data.root missing here
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"figure 4 written to {plot.paths[0]} and {plot.paths[1]}")
+    print("\n".join(result.lines()))
+    print(f"figure 4 written to {result.plot.paths[0]}, {result.plot.paths[1]} and {result.json}")
     return 0
 
 

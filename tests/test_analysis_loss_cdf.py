@@ -71,7 +71,16 @@ def test_cli_writes_figure4_and_logs_it(logged_smoke_trial, tmp_path, capsys):
     png = tmp_path / "out" / f"figure4_{run_id[:8]}.png"
     assert png.read_bytes()[:8] == PNG_SIGNATURE and png.with_suffix(".svg").exists()
     logged = {a.path for a in MlflowClient(uri).list_artifacts(run_id, "reports")}
-    assert logged == {f"reports/figure4_{run_id[:8]}.png", f"reports/figure4_{run_id[:8]}.svg"}
+    assert logged == {f"reports/figure4_{run_id[:8]}.{ext}" for ext in ("png", "svg", "json")}
+    figures = json.loads(png.with_suffix(".json").read_text())
+    assert figures["share"] == 0.8 and list(figures["hardest_fraction"]) == ["0", "0.5", "1", "2"]
+    for fractions in figures["hardest_fraction"].values():  # shares of samples: in (0, 1]
+        assert 0 < fractions["negatives"] <= 1 and 0 < fractions["positives"] <= 1
+    # focusing moves the negatives' loss onto fewer samples: the fraction never grows with gamma
+    negatives = [f["negatives"] for f in figures["hardest_fraction"].values()]
+    assert negatives == sorted(negatives, reverse=True)
+    out = capsys.readouterr().out
+    assert out.count("of the negatives and") == 4 and "gamma 2: " in out
 
 
 def test_cli_errors_are_one_line(logged_smoke_trial, capsys):
