@@ -7,14 +7,25 @@ are kept) as seconds per training iteration plus a fixed part (building the
 model and data, evaluation, the Ray worker), so `train.iterations=...` on the
 command line scales the estimate. A profile with no measurement (paper, a
 user's own) or a cluster we do not size (`cluster.address`) says "time unknown".
+
+Machines differ: the same 2-core VM class has come as two CPUs, one training
+twice as fast as the other (docs/FIDELITY.md, "Time budget"). So before the
+estimate, `machine_probe()` times a fixed workload (~0.3 s) like the one that
+dominates a trial (a ResNet-18 training step, on one thread), and the figures
+of a profile measured beside that probe scale by probe now / probe then.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import statistics
+import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
+
+import torch
+import torchvision
 
 from sweeps.plan import SweepPlan
 
@@ -29,20 +40,51 @@ class TrialTime:
     per_iteration: float
     fixed: float
     source: str  # where the figure comes from (re-measure and update it here)
+    probe: Optional[float] = None  # machine_probe() seconds on that machine; None: not scaled to this one
 
-    def seconds(self, iterations: int) -> float:
-        return self.fixed + self.per_iteration * iterations
+    def seconds(self, iterations: int, probe_now: Optional[float] = None) -> float:
+        """Seconds of a trial of `iterations`, scaled to this machine when both probes are known."""
+        scale = probe_now / self.probe if probe_now and self.probe else 1.0
+        return scale * (self.fixed + self.per_iteration * iterations)
 
 
 MEASURED: dict[str, TrialTime] = {
     # 100 iterations: train_seconds 8.7 s (load ~5); in a sweep ~13 s per trial at 40 iterations
     # (Ray worker start, imports, evaluation and the prediction pictures are the fixed part).
     "smoke": TrialTime(per_iteration=0.09, fixed=9.0, source="issue 11, smoke sweeps, 2-core machine"),
-    # The main command from a fresh clone on a quiet 2-core machine (2026-11-22): 14 trials of 500
-    # iterations, two at a time, ~95 s each (0.17 s per step with both cores busy, ~10 s fixed);
-    # the whole command 683 s with data generation, Ray and the report. Under load trials take 2-4x longer.
-    "cpu": TrialTime(per_iteration=0.17, fixed=10.0, source="main command, fresh clone, quiet 2-core machine"),
+    # The main command from a fresh clone on the slower 2-core VM (2026-12-03, docs/FIDELITY.md "Time
+    # budget"): 14 trials of 500 iterations, two at a time, ~157 s each (train_seconds ~151 s: 0.30 s per
+    # step with both cores busy; ~7 s fixed); the whole command 1127 s with data generation, Ray and the
+    # report. machine_probe() there, quiet: 0.131-0.143 s over 4 x 9 steps (median 0.135). The faster VM
+    # (2026-11-22) ran the same command in 683 s (~95 s per trial); its probe was not measured then.
+    "cpu": TrialTime(per_iteration=0.30, fixed=7.0, probe=0.135,
+                     source="main command, fresh clone, 2-core machine, 2026-12-03"),
 }
+
+
+PROBE_IMAGES = 2  # a ResNet-18 training step on PROBE_IMAGES random PROBE_SIZE-px images, one thread
+PROBE_SIZE = 128
+PROBE_REPEATS = 3  # the median of these steps, after one warm-up step
+
+
+def machine_probe(repeats: int = PROBE_REPEATS) -> float:
+    """Median seconds of one forward + backward pass of a ResNet-18 (random weights) on a
+    (PROBE_IMAGES, 3, PROBE_SIZE, PROBE_SIZE) batch, on one thread: convolutions, as in a
+    cpu-profile step (~70% of it), so the ratio of two machines' probes is the ratio of their trials."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a trial trains on one thread (cluster.cpus_per_trial = 1)
+    try:
+        model = torchvision.models.resnet18(weights=None)
+        images = torch.randn(PROBE_IMAGES, 3, PROBE_SIZE, PROBE_SIZE, generator=torch.Generator().manual_seed(0))
+        times = []
+        for step in range(repeats + 1):
+            start = time.perf_counter()
+            model(images).sum().backward()
+            if step:  # the first step allocates and picks kernels
+                times.append(time.perf_counter() - start)
+        return statistics.median(times)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def parallel_slots(cluster: dict, cpu_count: Optional[int] = None) -> Optional[int]:
@@ -58,8 +100,13 @@ def estimate_seconds(trials: int, slots: int, trial_seconds: float) -> float:
     return math.ceil(trials / max(slots, 1)) * trial_seconds + SWEEP_OVERHEAD_S
 
 
-def estimate_line(plan: SweepPlan, trials: int, cpu_count: Optional[int] = None) -> str:
-    """e.g. "14 trials, about 12 min on 2 CPUs (2 at a time, ~100 s each; profile cpu)"."""
+def estimate_line(plan: SweepPlan, trials: int, cpu_count: Optional[int] = None,
+                  probe_now: Optional[float] = None) -> str:
+    """e.g. "14 trials, about 12 min on 2 CPUs (2 at a time, ~100 s each; profile cpu)".
+
+    `probe_now`: machine_probe() of this machine, measured here when the profile's
+    figures have a probe to scale by and none is given.
+    """
     noun = f"{trials} trial" + ("" if trials == 1 else "s")
     measured = MEASURED.get(plan.profile)
     slots = parallel_slots(plan.cluster, cpu_count)
@@ -68,11 +115,15 @@ def estimate_line(plan: SweepPlan, trials: int, cpu_count: Optional[int] = None)
     if measured is None or slots is None:
         why = f"no measured figures for profile {plan.profile}" if measured is None else "an existing Ray cluster"
         return f"{noun}, time unknown ({why})"
-    per_trial = measured.seconds(_iterations(plan))
+    if measured.probe and probe_now is None:
+        probe_now = machine_probe()
+    per_trial = measured.seconds(_iterations(plan), probe_now)
     total = estimate_seconds(trials, slots, per_trial)
     cpus = plan.cluster.get("num_cpus") or cpu_count or os.cpu_count() or 1
+    speed = (f"; this machine at {measured.probe / probe_now:.2g}x the speed of the one measured"
+             if measured.probe and probe_now else "")
     return (f"{noun}, about {_duration(total)} on {cpus} CPUs ({min(slots, trials)} at a time, "
-            f"~{per_trial:.0f} s each; profile {plan.profile})")
+            f"~{per_trial:.0f} s each; profile {plan.profile}{speed})")
 
 
 def _iterations(plan: SweepPlan) -> int:

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 import ray
+import torch
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from analysis import layout
 from sweeps.cluster import quiet_ray
 from sweeps.driver import SweepDriver
-from sweeps.estimate import MEASURED, SWEEP_OVERHEAD_S, estimate_line, estimate_seconds
+from sweeps.estimate import MEASURED, SWEEP_OVERHEAD_S, TrialTime, estimate_line, estimate_seconds, machine_probe
 from sweeps.run import _build_report, main_with, plan_from
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -111,9 +112,26 @@ def test_the_estimate_from_measured_figures():
     plan = plan_from(["+sweep=gamma_alpha", "cluster.num_cpus=2"])  # the cpu profile: 14 trials
     per_trial = MEASURED["cpu"].seconds(plan.cells[0].config.train.iterations)
     assert estimate_seconds(14, 2, per_trial) == 7 * per_trial + SWEEP_OVERHEAD_S
-    assert estimate_line(plan, 14).startswith("14 trials, about ")
+    assert estimate_line(plan, 14).startswith("14 trials, about ")  # with this machine's own probe
     paper = plan_from(["+sweep=gamma_alpha", "profile=paper", "data=coco", "data.root=/nowhere"])
     assert estimate_line(paper, 3) == "3 trials, time unknown (no measured figures for profile paper)"
+
+
+def test_the_estimate_scales_with_the_machine_probe():
+    plan = plan_from(["+sweep=gamma_alpha", "cluster.num_cpus=2"])
+    measured = MEASURED["cpu"]
+    iterations = plan.cells[0].config.train.iterations
+    assert measured.seconds(iterations, probe_now=2 * measured.probe) == 2 * measured.seconds(iterations)
+    assert TrialTime(1.0, 10.0, "a test").seconds(100, probe_now=5.0) == 110.0  # no probe then: not scaled
+    slower = estimate_line(plan, 14, probe_now=2 * measured.probe)
+    assert f"~{2 * measured.seconds(iterations):.0f} s each" in slower
+    assert slower.endswith("this machine at 0.5x the speed of the one measured)")
+
+
+def test_the_machine_probe_times_one_thread_and_restores_the_thread_count():
+    threads = torch.get_num_threads()
+    assert machine_probe(repeats=1) > 0
+    assert torch.get_num_threads() == threads
 
 
 def test_a_real_trial_logs_per_class_ap_curves_and_predictions(tmp_path, smoke_cache):
