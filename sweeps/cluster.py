@@ -24,6 +24,8 @@ QUIET_ENV = {
     "RAY_DEDUP_LOGS": "0",
     "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0 the legacy reporter prints nothing at all
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    # MLflow's download bar, once per model in the quiet timing phase (analysis.runs.CLIENT_ENV: the same off)
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 QUIET_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.data", "ray.air", "filelock")
 TRIAL_PROCESS_PREFIX = b"ray::ImplicitFunc"  # how Ray names a process running a Tune function trainable
@@ -56,7 +58,7 @@ def check_resources(cluster: dict[str, Any]) -> None:
 
 
 def quiet_ray() -> None:
-    """No Ray or Tune chatter in the terminal: our progress display says what matters."""
+    """No Ray, Tune or MLflow chatter in the terminal: our progress display says what matters."""
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
     for name in QUIET_LOGGERS:

@@ -212,9 +212,10 @@ def test_bad_input_raises_one_line_config_error(tmp_path, store, smoke_cache, ex
 
 
 # -- the quiet timing phase ------------------------------------------------------------
-def test_speed_sweep_times_each_model_again_after_the_trials(tmp_path, store, smoke_cache):
+def test_speed_sweep_times_each_model_again_after_the_trials(tmp_path, store, smoke_cache, capfd):
     args = overrides(tmp_path, store, smoke_cache, "+sweep=speed_accuracy", "train.iterations=10")
     outcome = main_with(args, quiet=True)
+    assert "Downloading artifacts" not in capfd.readouterr().err  # MLflow's progress bar, once per model
     children = runs(tmp_path, store)[1]
     assert outcome.counts["finished"] == 2 and len(children) == 2
     client = MlflowClient(f"sqlite:///{store}")
