@@ -10,7 +10,7 @@ user's own) or a cluster we do not size (`cluster.address`) says "time unknown".
 
 Machines differ: the same 2-core VM class has come as two CPUs, one training
 twice as fast as the other (docs/FIDELITY.md, "Time budget"). So before the
-estimate, `machine_probe()` times a fixed workload (~0.3 s) like the one that
+estimate, `machine_probe()` times a fixed workload (~0.5 s) like the one that
 dominates a trial (a ResNet-18 training step, on one thread), and the figures
 of a profile measured beside that probe scale by probe now / probe then.
 """
@@ -23,9 +23,6 @@ import statistics
 import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
-
-import torch
-import torchvision
 
 from sweeps.plan import SweepPlan
 
@@ -42,10 +39,13 @@ class TrialTime:
     source: str  # where the figure comes from (re-measure and update it here)
     probe: Optional[float] = None  # machine_probe() seconds on that machine; None: not scaled to this one
 
+    def slowdown(self, probe_now: Optional[float]) -> Optional[float]:
+        """This machine's trial time over the measured one's (probe now / probe then); None if either is unknown."""
+        return probe_now / self.probe if probe_now and self.probe else None
+
     def seconds(self, iterations: int, probe_now: Optional[float] = None) -> float:
         """Seconds of a trial of `iterations`, scaled to this machine when both probes are known."""
-        scale = probe_now / self.probe if probe_now and self.probe else 1.0
-        return scale * (self.fixed + self.per_iteration * iterations)
+        return (self.slowdown(probe_now) or 1.0) * (self.fixed + self.per_iteration * iterations)
 
 
 MEASURED: dict[str, TrialTime] = {
@@ -71,6 +71,9 @@ def machine_probe(repeats: int = PROBE_REPEATS) -> float:
     """Median seconds of one forward + backward pass of a ResNet-18 (random weights) on a
     (PROBE_IMAGES, 3, PROBE_SIZE, PROBE_SIZE) batch, on one thread: convolutions, as in a
     cpu-profile step (~70% of it), so the ratio of two machines' probes is the ratio of their trials."""
+    import torch  # here, not at the top: only a profile with a probe pays for importing torch
+    import torchvision
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a trial trains on one thread (cluster.cpus_per_trial = 1)
     try:
@@ -121,8 +124,8 @@ def estimate_line(plan: SweepPlan, trials: int, cpu_count: Optional[int] = None,
     per_trial = measured.seconds(_iterations(plan), probe_now)
     total = estimate_seconds(trials, slots, per_trial)
     cpus = plan.cluster.get("num_cpus") or cpu_count or os.cpu_count() or 1
-    speed = (f"; this machine at {measured.probe / probe_now:.2g}x the speed of the one measured"
-             if measured.probe and probe_now else "")
+    slowdown = measured.slowdown(probe_now)
+    speed = f"; this machine at {1 / slowdown:.2g}x the speed of the one measured" if slowdown else ""
     return (f"{noun}, about {_duration(total)} on {cpus} CPUs ({min(slots, trials)} at a time, "
             f"~{per_trial:.0f} s each; profile {plan.profile}{speed})")
 
