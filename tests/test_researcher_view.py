@@ -109,10 +109,11 @@ def test_the_time_is_estimated_before_the_cluster_starts(fake_grid):
 
 
 def test_the_estimate_from_measured_figures():
-    plan = plan_from(["+sweep=gamma_alpha", "cluster.num_cpus=2"])  # the cpu profile: 14 trials
+    plan = plan_from(["+sweep=gamma_alpha", "cluster.num_cpus=2"])  # the cpu profile: 10 trials
     per_trial = MEASURED["cpu"].seconds(plan.cells[0].config.train.iterations)
-    assert estimate_seconds(14, 2, per_trial) == 7 * per_trial + SWEEP_OVERHEAD_S
-    assert estimate_line(plan, 14).startswith("14 trials, about ")  # with this machine's own probe
+    assert estimate_seconds(10, 2, per_trial) == 5 * per_trial + SWEEP_OVERHEAD_S
+    assert estimate_seconds(11, 2, per_trial) == 6 * per_trial + SWEEP_OVERHEAD_S  # an odd trial takes a round
+    assert estimate_line(plan, len(plan.cells)).startswith("10 trials, about ")  # with this machine's own probe
     paper = plan_from(["+sweep=gamma_alpha", "profile=paper", "data=coco", "data.root=/nowhere"])
     assert estimate_line(paper, 3) == "3 trials, time unknown (no measured figures for profile paper)"
 
