@@ -105,7 +105,7 @@ def estimate_seconds(trials: int, slots: int, trial_seconds: float) -> float:
 
 def estimate_line(plan: SweepPlan, trials: int, cpu_count: Optional[int] = None,
                   probe_now: Optional[float] = None) -> str:
-    """e.g. "14 trials, about 19 min on 2 CPUs (2 at a time, ~156 s each; profile cpu;
+    """e.g. "10 trials, about 13 min on 2 CPUs (2 at a time, ~156 s each; profile cpu;
     this machine at 1x the speed of the one measured)".
 
     `probe_now`: machine_probe() of this machine, measured here when the profile's
