@@ -92,10 +92,12 @@ def test_the_default_job_runs_the_cpu_profile_with_its_trimmed_grid():
 
 
 def test_one_override_puts_the_papers_gamma_rows_back_into_the_default_job():
-    every_gamma = compose_config(["+sweep=gamma_alpha"]).sweep.grid["loss.gamma"]
+    sweep = compose_config(["+sweep=gamma_alpha"]).sweep
+    every_gamma, trimmed_alphas = sweep.grid["loss.gamma"], sweep.trimmed.cpu["loss.alpha"]
     plan = plan_from(["+sweep=gamma_alpha", "sweep.trimmed.cpu={loss.gamma:[%s]}" % ",".join(map(str, every_gamma))])
-    assert sorted({c.overrides["loss.gamma"] for c in plan.cells}) == sorted(every_gamma)  # the trimmed alphas stay
-    assert len(plan.cells) == len(every_gamma) * 2
+    assert sorted({c.overrides["loss.gamma"] for c in plan.cells}) == sorted(every_gamma)
+    assert {c.overrides["loss.alpha"] for c in plan.cells} == set(trimmed_alphas)  # the merge keeps the trimmed alphas
+    assert len(plan.cells) == len(every_gamma) * len(trimmed_alphas)
 
 
 def test_the_parent_logs_only_what_no_cell_changes():
