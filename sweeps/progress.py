@@ -1,6 +1,9 @@
 """Live progress of a sweep in the terminal (rich): a line per trial (status,
 iteration, loss, AP) and an overall line (done / running / failed, elapsed,
 estimated time left). Fed by a Tune callback in the driver.
+
+AP arrives as COCOeval's fraction and is shown in percent, one decimal, as
+every table, report and plot shows it (and the paper prints it).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class TrialLine:
     status: str = "RUNNING"
     iteration: int = 0
     loss: Optional[float] = None
-    ap: Optional[float] = None
+    ap: Optional[float] = None  # COCO AP as a fraction in [0, 1], as trials report it
     changed: float = 0.0  # when the status last changed (orders the rows)
 
     @property
@@ -87,7 +90,7 @@ class ProgressBoard:
         c = self.counts()
         ended = c["done"] + c["failed"]
         self._live.console.print(f"[{ended}/{self.total}] {line.status.lower()} {line.label} "
-                                 f"AP {_number(line.ap, '.3f')} ({_clock(time.monotonic() - self.started)})",
+                                 f"AP {percent(line.ap)} ({_clock(time.monotonic() - self.started)})",
                                  highlight=False, soft_wrap=True)
 
     def add(self, trial_id: str, label: str, total: int) -> None:
@@ -124,7 +127,7 @@ class ProgressBoard:
             table.add_column(name, justify=justify)
         for line in self._visible_lines():
             table.add_row(line.label, Text(line.status, style=STYLES.get(line.status, "")),
-                          f"{line.iteration}/{line.total}", _number(line.loss, ".4f"), _number(line.ap, ".3f"))
+                          f"{line.iteration}/{line.total}", _number(line.loss, ".4f"), percent(line.ap))
         return table
 
     def _visible_lines(self) -> list[TrialLine]:
@@ -266,6 +269,11 @@ def _short(value: Any) -> str:
 
 def _number(value: Optional[float], spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+def percent(fraction: Optional[float]) -> str:
+    """A COCO metric (a fraction) in percent with one decimal, as the tables show it: 0.114 -> "11.4"."""
+    return _number(None if fraction is None else 100.0 * fraction, ".1f")
 
 
 def _clock(seconds: float) -> str:
