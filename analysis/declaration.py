@@ -25,6 +25,8 @@ and a new table is YAML plus reference numbers, with no code. Schema
       order: numeric                 # numeric (default) | paper | [column, -column, {column: [values]}]
       plot: {kind: curve, x: gamma}  # a plot kind of analysis/plots.py and its options, or null
       findings: [gamma5_below_gamma2]   # ids of analysis/reference/findings.yaml this sweep tests
+      verdicts: {family: holm}       # how they are decided: level, family, power, pooled_variance
+                                     # (analysis/design.py)
 
 `only_if` blanks a value unless other row columns (their values before any
 blanking) are among the listed values: the paper's rows leave OHEM's batch
@@ -43,6 +45,7 @@ from typing import Any, Optional
 
 from analysis import layout
 from analysis.derive import DERIVATIONS, Getter
+from analysis.design import VerdictDesign, parse_verdicts
 from analysis.errors import DeclarationError
 from analysis.paper import PaperTable, load_paper, same_value
 
@@ -51,7 +54,7 @@ __all__ = ["DeclarationError", "TableDeclaration", "RowSource", "OrderItem", "Pl
 
 WHERE = "sweep.table"
 KEYS = ("name", "title", "paper", "rows", "best_of", "grid", "headers", "metrics", "paper_metrics",
-        "order", "plot", "findings")
+        "order", "plot", "findings", "verdicts")
 AP3 = ("AP", "AP50", "AP75")
 TRIALS_METRICS = AP3 + (layout.SPEED_METRIC,)
 STEM = re.compile(r"^[A-Za-z0-9_.\-]+$")  # a table name becomes a file name
@@ -109,6 +112,7 @@ class TableDeclaration:
     order: tuple[OrderItem, ...] = ()
     plot: Optional[PlotDeclaration] = None
     findings: tuple[str, ...] = ()
+    verdicts: VerdictDesign = VerdictDesign()
     raw: dict[str, Any] = field(default_factory=dict)  # plain, JSON-able
 
     @property
@@ -178,6 +182,7 @@ def parse_table(raw: Optional[Mapping[str, Any]]) -> TableDeclaration:
         order=order,
         plot=None,
         findings=(),
+        verdicts=parse_verdicts(spec.get("verdicts")),
         raw=copy.deepcopy(spec),
     )
     return _with_plot_and_findings(declaration, spec)
@@ -392,6 +397,9 @@ def _plot(spec: Any, declaration: TableDeclaration) -> Optional[PlotDeclaration]
     for name in kind.tables:
         if name in options:
             _paper(options[name])
+    for name in kind.cells:
+        if name in options:
+            _cell(options[name], declaration, f"{where}.{name}")
     if declaration.paper is None and kind.needs_paper:
         raise DeclarationError(f"{where}.kind: {spec['kind']} draws the paper's numbers: needs a paper table")
     return PlotDeclaration(spec["kind"], MappingProxyType(options))
@@ -413,6 +421,17 @@ def _findings(spec: Any, declaration: TableDeclaration) -> tuple[str, ...]:
 
 
 # -- helpers -----------------------------------------------------------------------
+def _cell(spec: Any, declaration: TableDeclaration, where: str) -> None:
+    """A cell of the table: {row column: value}, e.g. {gamma: 0}."""
+    if not isinstance(spec, dict) or not spec:
+        raise DeclarationError(f"{where}: must be a cell, {{row column: value}}, e.g. "
+                               f"{{{declaration.key_columns[0] if declaration.key_columns else 'gamma'}: 0}}")
+    for column in spec:
+        if column not in declaration.key_columns:
+            raise DeclarationError(f"{where}.{column}: not a row; allowed: "
+                                   f"{', '.join(declaration.key_columns) or 'none'}")
+
+
 def _known(spec: dict[str, Any], allowed: Sequence[str], where: str) -> None:
     for key in spec:
         if key not in allowed:

@@ -4,10 +4,22 @@
 
 | kind | options | draws |
 |---|---|---|
-| `curve` | x; name, title, xlabel, label | the rank metric vs row column x, ours beside the paper's curve (one line per value of the other row columns; with best_of, each point at its best value) |
-| `bars` | x, group; name, title, xlabel, noun | grouped bars: per x, one bar per (source, group value) |
+| `curve` | x; name, title, xlabel, label, baseline | the rank metric vs row column x, ours beside the paper's curve (one line per value of the other row columns; with best_of, each point at its best value) |
+| `bars` | x, group; name, title, xlabel, noun, baseline | grouped bars: per x, one bar per (source, group value) |
 | `figure2` | line, point, others; name, title, label, paper_label, time, paper_time | Figure 2: AP vs ms/image, one line per `line` value across `point`s; the paper's lines and the other detectors of table `others` in their own panel |
 | `parallel` | name, title, metric | parallel coordinates of the trials: one line per finished trial across the overrides that vary, ending on the metric (default: the rank metric), coloured by it (open searches) |
+
+Where ours stands beside the paper's on one axis (`curve`, `bars`), each is
+drawn relative to its own value in one baseline cell (Δ AP in points): the
+cpu profile's AP (3-15) and the paper's (30-38) are far apart, and on one
+absolute axis one curve is squashed flat; relative, both shapes show on
+one scale and read directly as the paper's comparisons ("γ = 2 is +2.9
+over CE"). The baseline is the declared `baseline` cell ({column: value}),
+else the cell the paper found best among those we finished (never a
+collapsed cell like α = .1's 0 AP); the title says which, with both
+absolute values there. The absolute numbers stay in the tables. Without a
+cell both have, or without a paper, the axis is absolute. `figure2` keeps
+two panels, each on its own scale (the times are not comparable either).
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so the
 caller's backend is never changed; matplotlib is imported only when drawing
@@ -18,13 +30,13 @@ data. Points come from finished runs only (mean over seeds, std as error bar).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 from analysis.layout import COCO_METRICS, SPEED_METRIC
 from analysis.paper import PaperTable, load_paper
-from analysis.rows import KeyedRow, keyed_rows, our_groups, sortable
+from analysis.rows import KeyedRow, keyed_rows, our_groups, select, sortable
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -49,6 +61,7 @@ class Series:
     yerr: list[float] = field(default_factory=list)  # sample std over seeds (ours only)
     point_labels: list[str] = field(default_factory=list)  # text beside each point
     reference: bool = False  # the paper's numbers (drawn dashed / light)
+    offset: float = 0.0  # subtracted from every y: the series' value in the baseline cell (0: absolute)
 
 
 @dataclass
@@ -86,6 +99,22 @@ class PlotInput:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """The cell ours and the paper's are each drawn relative to (Δ = value - its value here)."""
+
+    label: str  # the cell as the table names it, e.g. "γ=2" or "#sc=2, #ar=3"
+    ours: float  # our mean there (percent for AP)
+    paper: float  # the paper's number there
+
+    def ylabel(self, metric: str) -> str:
+        return f"Δ {metric} against {self.label} (points)"
+
+    def caption(self, metric: str) -> str:
+        """The line under the title: where 0 is, in absolute numbers for both."""
+        return f"0 = each one's {metric} at {self.label} (ours {self.ours:.1f}, paper {self.paper:.1f})"
+
+
+@dataclass(frozen=True)
 class PlotKind:
     """A registered plot: its drawing function and the options a declaration may give."""
 
@@ -93,6 +122,7 @@ class PlotKind:
     required: tuple[str, ...]
     optional: tuple[str, ...]
     columns: tuple[str, ...] = ()  # options that name a row column
+    cells: tuple[str, ...] = ()  # options that name a cell: {row column: value}
     tables: tuple[str, ...] = ()  # options that name a reference table
     needs_paper: bool = False
 
@@ -111,12 +141,14 @@ def make_plots(sweep: "SweepRecord", out_dir: Path, paper: Optional[Mapping[str,
 
 # -- the kinds ------------------------------------------------------------------------
 def plot_curve(data: PlotInput) -> Plot:
-    """The rank metric vs row column x, ours (error bars: std over seeds) and the paper's."""
+    """The rank metric vs row column x, ours (error bars: std over seeds) and the paper's,
+    each relative to its own value in the baseline cell when there is one."""
     declaration, x = data.declaration, data.option("x")
     metric, best_of = declaration.rank_metric, declaration.best_of
     others = [c for c in declaration.key_columns if c != x]
     default = "ours" + (f" (best {data.header(best_of)} per {data.header(x)})" if best_of else "")
     point_label = (lambda value: f"{data.header(best_of)}={value:g}") if best_of else None
+    baseline = find_baseline(data)
     series = []
     for level, members in _lines(_finished(data.rows, metric), declaration.key_columns, others).items():
         series.append(_series(data.option("label", default) + _level(others, level), members, metric,
@@ -130,24 +162,29 @@ def plot_curve(data: PlotInput) -> Plot:
             series.append(Series(f"paper ({declaration.short_title})" + _level(others, level),
                                  [r[x] for r in members], [r[column] for r in members], reference=True,
                                  point_labels=[point_label(r[best_of]) for r in members] if point_label else []))
+    series = [_relative(s, baseline) for s in series]
     fig, ax = _figure()
+    if baseline is not None:
+        ax.axhline(0.0, color="gray", linewidth=0.8, zorder=0)
     _draw(ax, series)
     for s in series:  # a label where it changes along the line: repeats overlapped at close x (γ 0, .1, .2)
         _annotate(ax, s, color="gray" if s.reference else "black", labels=changes_only(s.point_labels))
-    ax.set(xlabel=data.option("xlabel", data.header(x)), ylabel=_ylabel(metric),
-           title=data.option("title", f"{metric} vs {data.header(x)} ({declaration.short_title})"))
+    ax.set(xlabel=data.option("xlabel", data.header(x)), ylabel=_axis_label(metric, baseline))
+    _title(ax, data.option("title", f"{metric} vs {data.header(x)} ({declaration.short_title})"), metric, baseline)
     _finish_axes(ax)
     return _write(fig, data.out_dir / data.option("name", f"{metric.lower()}_vs_{x}"), series)
 
 
 def plot_bars(data: PlotInput) -> Plot:
-    """Grouped bars: the rank metric per x, one bar per (ours | paper, group value)."""
+    """Grouped bars: the rank metric per x, one bar per (ours | paper, group value),
+    each relative to its own value in the baseline cell when there is one."""
     declaration = data.declaration
     x, group, metric = data.option("x"), data.option("group"), declaration.rank_metric
     noun = data.option("noun", data.header(group))
     columns = declaration.key_columns
     ours = _finished(data.rows, metric)
     paper = data.paper
+    baseline = find_baseline(data)
     values = {r.values(columns)[group] for r in data.rows if r.group is not None} - {None}
     values |= {r[group] for r in paper.rows} if paper else set()
     series, colors = [], []
@@ -161,11 +198,13 @@ def plot_bars(data: PlotInput) -> Plot:
             series.append(Series(f"paper, {_plural(value, noun)}", [r[x] for r in rows],
                                  [r[column] for r in rows], reference=True))
             colors.append(f"C{i}")
+    series = [_relative(s, baseline) for s in series]
     fig, ax = _figure()
-    _bars(ax, series, colors)
-    ax.set(xlabel=data.option("xlabel", data.header(x)), ylabel=_ylabel(metric),
-           title=data.option("title", f"{metric} by {data.header(x)} and {noun} ({declaration.short_title})"))
-    ax.set_ylim(0, 1.25 * max((y for s in series for y in s.y), default=1.0))  # room for the legend
+    _bars(ax, series, colors, signed=baseline is not None)
+    ax.set(xlabel=data.option("xlabel", data.header(x)), ylabel=_axis_label(metric, baseline))
+    _title(ax, data.option("title", f"{metric} by {data.header(x)} and {noun} ({declaration.short_title})"),
+           metric, baseline)
+    ax.set_ylim(*_bar_limits(series))
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", ncol=2)
     return _write(fig, data.out_dir / data.option("name", f"{metric.lower()}_bars"), series)
@@ -221,13 +260,58 @@ def plot_parallel(data: PlotInput) -> Plot:
 
 
 PLOT_KINDS: dict[str, PlotKind] = {
-    "curve": PlotKind(plot_curve, ("x",), ("name", "title", "xlabel", "label"), columns=("x",)),
-    "bars": PlotKind(plot_bars, ("x", "group"), ("name", "title", "xlabel", "noun"), columns=("x", "group")),
+    "curve": PlotKind(plot_curve, ("x",), ("name", "title", "xlabel", "label", "baseline"), columns=("x",),
+                      cells=("baseline",)),
+    "bars": PlotKind(plot_bars, ("x", "group"), ("name", "title", "xlabel", "noun", "baseline"),
+                     columns=("x", "group"), cells=("baseline",)),
     "figure2": PlotKind(plot_figure2, ("line", "point", "others"),
                         ("name", "title", "label", "paper_label", "time", "paper_time"),
                         columns=("line", "point"), tables=("others",), needs_paper=True),
     "parallel": PlotKind(plot_parallel, (), ("name", "title", "metric")),
 }
+
+
+# -- the baseline cell -----------------------------------------------------------------
+def find_baseline(data: PlotInput) -> Optional[Baseline]:
+    """The cell both curves are drawn relative to: the declared `baseline` if both have it
+    finished, else the one the paper found best among those both have (the first such in
+    the table's order on a tie); None without the paper's numbers or a cell both have."""
+    declaration, paper = data.declaration, data.paper
+    if paper is None or not declaration.paper_metrics:
+        return None
+    metric, column = declaration.rank_metric, declaration.paper_metrics[0]
+    both = [r for r in _finished(data.rows, metric) if r.paper is not None and r.paper.get(column) is not None]
+    if data.option("baseline") is not None:
+        both = select(both, declaration.key_columns, data.option("baseline"))
+    if not both:
+        return None
+    row = max(both, key=lambda r: r.paper[column])  # max keeps the first of equals
+    return Baseline(cell_label(data, row), row.group.mean(metric), row.paper[column])
+
+
+def cell_label(data: PlotInput, row: KeyedRow) -> str:
+    """A row's key as its headers show it: "γ=2", "#sc=2, #ar=3" (numbers in their shortest form)."""
+    values = row.values(data.declaration.key_columns)
+    return ", ".join(f"{data.header(c)}={v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool)
+                     else f"{data.header(c)}={v}" for c, v in values.items())
+
+
+def _relative(series: Series, baseline: Optional[Baseline]) -> Series:
+    """The series less its own value at the baseline (unchanged without one)."""
+    if baseline is None:
+        return series
+    offset = baseline.paper if series.reference else baseline.ours
+    return replace(series, y=[y - offset for y in series.y], offset=offset)
+
+
+def _axis_label(metric: str, baseline: Optional[Baseline]) -> str:
+    return _ylabel(metric) if baseline is None else baseline.ylabel(_ylabel(metric).removesuffix(" (%)"))
+
+
+def _title(ax: "Axes", title: str, metric: str, baseline: Optional[Baseline]) -> None:
+    """The title, and under it (relative plots) where zero is, in absolute numbers."""
+    ax.set_title(title if baseline is None else f"{title}\n{baseline.caption(metric)}",
+                 fontsize=None if baseline is None else 10)
 
 
 # -- series ---------------------------------------------------------------------------
@@ -376,8 +460,8 @@ def _draw_markers(ax: "Axes", series: Series) -> None:
     _annotate(ax, series, color="dimgray")
 
 
-def _bars(ax: "Axes", series: Sequence[Series], colors: Sequence[str]) -> None:
-    """Bars grouped by x; the paper's bars light and hatched."""
+def _bars(ax: "Axes", series: Sequence[Series], colors: Sequence[str], signed: bool = False) -> None:
+    """Bars grouped by x; the paper's bars light and hatched; `signed`: Δ values, labelled +/-."""
     xs = sorted({x for s in series for x in s.x})
     width = 0.8 / max(len(series), 1)
     for i, (s, color) in enumerate(zip(series, colors)):
@@ -386,8 +470,18 @@ def _bars(ax: "Axes", series: Sequence[Series], colors: Sequence[str]) -> None:
         bars = ax.bar(positions, s.y, width, label=s.label, color=color, hatch="//" if s.reference else None,
                       alpha=0.45 if s.reference else 1.0,
                       yerr=None if s.reference or not any(s.yerr) else s.yerr)
-        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+        ax.bar_label(bars, fmt="%+.1f" if signed else "%.1f", fontsize=7, padding=2)
+    if signed:
+        ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
+
+
+def _bar_limits(series: Sequence[Series]) -> tuple[float, float]:
+    """From 0 (or the lowest Δ bar) to the highest, with room for the labels and, on top, the legend."""
+    ys = [y + sign * e for s in series for y, e in zip(s.y, s.yerr or [0.0] * len(s.y)) for sign in (-1, 1)]
+    low, high = min([0.0, *ys]), max([0.0, *ys])
+    span = (high - low) or 1.0
+    return (low - 0.08 * span if low < 0 else 0.0), high + 0.3 * span
 
 
 def _annotate(ax: "Axes", series: Series, color: str = "black", labels: Optional[Sequence[str]] = None) -> None:

@@ -123,7 +123,43 @@ def test_gamma_plot_points_are_best_alpha_means(analysis_store, tmp_path):
     ours = plot.series[0]
     assert ours.x == sorted(BEST_ALPHA)  # gamma 5 failed: no point
     assert ours.point_labels == [f"α={BEST_ALPHA[g]:g}" for g in ours.x]
-    assert ours.y[-1] == pytest.approx(32.0)
+    assert ours.y[-1] + ours.offset == pytest.approx(32.0)  # drawn relative to its own value at γ = 2
+
+
+def test_ours_and_the_papers_curve_each_relative_to_its_own_value_in_one_cell(analysis_store, tmp_path):
+    """Both shapes on one axis in AP points, whatever the levels: 0 at the paper's best cell both have."""
+    (plot,) = make_plots(_sweep(analysis_store, "gamma_alpha"), tmp_path)
+    ours, paper = plot.series
+    assert (ours.offset, paper.offset) == (pytest.approx(32.0), 34.0)  # γ = 2: the paper's best
+    assert ours.y[ours.x.index(2.0)] == 0.0 and paper.y[paper.x.index(2.0)] == 0.0
+    assert paper.y[0] == pytest.approx(31.1 - 34.0)  # CE, γ = 0, against γ = 2: Table 1b's -2.9
+    assert ours.y[0] == pytest.approx(29.9 - 32.0)  # (30.1 + 29.7) / 2 at α = .75, less our γ = 2
+    assert ours.yerr[-1] > 0  # the seeds' spread is kept
+
+
+def test_a_declared_baseline_cell_and_bars_relative_to_it(analysis_store, tmp_path):
+    from tests.analysis_fixtures import ANCHORS_AP, log_fake_sweep, standard_trials, table_block
+
+    table = table_block("anchors")
+    table["plot"] = {**table["plot"], "baseline": {"num_scales": 1, "num_aspects": 1}}
+    log_fake_sweep(analysis_store.uri, "anchors_from_one", standard_trials()["anchors"], table=table)
+    (plot,) = make_plots(_sweep(analysis_store, "anchors_from_one"), tmp_path)
+    by_label = {s.label: s for s in plot.series}
+    ours, paper = by_label["ours, 3 aspect ratios"], by_label["paper, 3 aspect ratios"]
+    assert ours.y == pytest.approx([100 * (ANCHORS_AP[(s, (0.5, 1.0, 2.0))] - ANCHORS_AP[(1, (1.0,))])
+                                    for s in ours.x])  # gains over one anchor, in points
+    assert paper.y == pytest.approx([32.4 - 30.3, 34.2 - 30.3, 34.0 - 30.3, 33.8 - 30.3])
+    _check_files(plot)
+
+
+def test_without_the_papers_numbers_the_axis_is_absolute(analysis_store, tmp_path):
+    from tests.analysis_fixtures import log_fake_sweep, standard_trials
+
+    table = {"name": "gammas", "rows": {"gamma": "loss.gamma"}, "plot": {"kind": "curve", "x": "gamma"}}
+    trials = [t for t in standard_trials()["gamma_alpha"] if t.overrides["loss.alpha"] == 0.25]
+    log_fake_sweep(analysis_store.uri, "gammas_alone", trials, table=table)
+    (plot,) = make_plots(_sweep(analysis_store, "gammas_alone"), tmp_path)
+    assert plot.series[0].offset == 0.0 and plot.series[0].y[0] == pytest.approx(20.3)  # γ 0: (20.1 + 20.5) / 2
 
 
 def test_a_line_plot_labels_a_point_only_where_its_label_changes():
