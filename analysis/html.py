@@ -42,6 +42,10 @@ text-align:left}.good{color:#0f7a32;font-weight:600}.bad{color:#b3261e;font-weig
 .unsure{color:#9a6a00;font-weight:600}.note{color:#5a6478;font-size:13px}img.plot{max-width:min(100%,840px);
 border:1px solid #e4e8f0;margin:6px 0}code{background:#f3f5f9;padding:1px 4px;border-radius:3px}
 a{color:#1a56c4}.legend{font-size:12px;color:#5a6478}
+.scroll{overflow-x:auto;max-width:100%}table.per-class{font-size:13px}table.per-class td,table.per-class th{
+padding:3px 6px}table.per-class th.trial{white-space:normal;vertical-align:bottom;font-weight:500}
+table.per-class tr>:first-child{position:sticky;left:0;background:#fff}table.per-class th:first-child{
+background:#f3f5f9}
 """
 
 
@@ -137,20 +141,44 @@ def trials_html(trials: Sequence["TrialRecord"], links: "RunLinks") -> str:
 
 
 def per_class_html(trials: Sequence["TrialRecord"], per_class: Mapping[str, Mapping[str, float]]) -> str:
-    """Trials x categories, AP in percent, shaded by value ("—": the category has no ground truth)."""
-    categories = list(dict.fromkeys(c for t in trials for c in per_class.get(t.run_id, {})))
+    """AP in percent per category and trial, shaded by value ("—": the category has no ground truth).
+
+    The longer list runs down the page: with more categories than trials (20
+    classes, 10 trials on the cpu profile) the categories are the rows and the
+    trials the columns, else the other way round, so the table fits a 1280-px
+    window; wider still (30 trials of 3 seeds), it scrolls in its own box,
+    its first column kept in view."""
+    shown = [t for t in sorted(trials, key=lambda t: -t.metrics.get("AP", -1.0)) if per_class.get(t.run_id)]
+    categories = list(dict.fromkeys(c for t in shown for c in per_class[t.run_id]))
     if not categories:
         return '<p class="note">No per-category AP logged (runs from before it was recorded, or no finished trial).</p>'
+    labels = trial_labels(trials, shown)
+    if len(categories) > len(shown):
+        head = '<tr><th class="key">category</th>' + "".join(
+            f'<th class="trial">{"<br>".join(_e(part) for part in labels[t.run_id])}</th>' for t in shown) + "</tr>"
+        rows = [_row([_e(c)] + [_shaded(per_class[t.run_id].get(c)) for t in shown], keys=(0,)) for c in categories]
+    else:
+        head = _row(["trial", *categories], header=True, keys=(0,))
+        rows = [_row([_e(", ".join(labels[t.run_id]))] + [_shaded(per_class[t.run_id].get(c)) for c in categories],
+                     keys=(0,)) for t in shown]
+    return (f'<div class="scroll"><table class="per-class">{head}{"".join(rows)}</table></div>'
+            '<p class="legend">AP over IoU .50:.95 per category; darker is better; trials best AP first.</p>')
+
+
+def trial_labels(trials: Sequence["TrialRecord"], shown: Sequence["TrialRecord"]) -> dict[str, list[str]]:
+    """Run id -> what tells the trial apart, one part per varying override (`gamma=0.5`: the
+    last name of a dotted key where no other varying key shares it), and the seed where seeds vary."""
     _, varying = split_overrides(trials)
-    rows = [_row(["trial", *categories], header=True, keys=(0,))]
-    for trial in sorted(trials, key=lambda t: -t.metrics.get("AP", -1.0)):
-        values = per_class.get(trial.run_id)
-        if not values:
-            continue
-        label = _overrides_text({k: v for k, v in trial.overrides.items() if k in varying}) or trial.run_id[:8]
-        cells = [_e(label)] + [_shaded(values.get(c)) for c in categories]
-        rows.append(_row(cells, keys=(0,)))
-    return _table(rows) + '<p class="legend">AP over IoU .50:.95 per category; darker is better.</p>'
+    leaves = [key.rsplit(".", 1)[-1] for key in varying]
+    seeds = len({t.seed for t in trials}) > 1
+    labels = {}
+    for trial in shown:
+        parts = [f"{key.rsplit('.', 1)[-1] if leaves.count(key.rsplit('.', 1)[-1]) == 1 else key}="
+                 f"{format_value(value)}" for key, value in sorted(trial.overrides.items()) if key in varying]
+        if seeds:
+            parts.append(f"seed {trial.seed}")
+        labels[trial.run_id] = parts or [trial.run_id[:8]]  # one trial alone: nothing varies
+    return labels
 
 
 # -- helpers --------------------------------------------------------------------------

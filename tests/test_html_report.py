@@ -7,6 +7,7 @@ numbers. Without a chromium binary they skip, saying so.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -16,12 +17,24 @@ from PIL import Image
 from rich.console import Console
 
 from analysis import layout
-from analysis.html import FILE_NAME, HtmlInputs, render_page
+from analysis.html import FILE_NAME, STYLE, HtmlInputs, per_class_html, render_page
 from analysis.report import create_report
+from analysis.runs import TrialRecord
 from tests.analysis_fixtures import FakeTrial, _search_trials, fake_metrics, log_fake_sweep
 
 CATEGORIES = ("red_square", "green_circle", "blue_triangle")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
+WINDOW = 1280  # px: the window a researcher reads the page in
+CPU_CLASSES = tuple(f"class_{i:02d}_{name}" for i, name in enumerate(
+    ["pedestrian", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "light",
+     "hydrant", "stop_sign", "meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow"]))  # 20, as the cpu set
+# Measures the per-category table where the browser laid it out, into an attribute --dump-dom shows.
+MEASURE = """<script>(() => {
+  const box = document.querySelector("table.per-class").parentElement;
+  document.body.dataset.measure = JSON.stringify({page: document.documentElement.scrollWidth,
+    window: window.innerWidth, right: box.getBoundingClientRect().right, inner: box.scrollWidth,
+    shown: box.clientWidth, overflow: getComputedStyle(box).overflowX});
+})();</script>"""
 
 
 def _trials() -> list[FakeTrial]:
@@ -109,6 +122,55 @@ def test_a_browser_shows_the_report(report, tmp_path):
     assert image.size == (1280, 2000) and colours is not None and len(colours) > 200, "a blank page"
     top = image.crop((0, 0, 1280, 200)).getcolors(maxcolors=1 << 20)
     assert len(top) > 10, "the title and header are drawn"
+
+
+def _measured(page: str, tmp_path) -> dict:
+    """The per-category table's box in Chromium at 1280 px: page width, its right edge, inner and shown widths."""
+    path = tmp_path / "measure.html"
+    path.write_text(page.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    dom = _chromium(f"--window-size={WINDOW},900", "--dump-dom", path.resolve().as_uri()).stdout
+    found = re.search(r'data-measure="([^"]*)"', dom)
+    assert found, dom[-2000:]
+    return json.loads(found.group(1).replace("&quot;", '"'))
+
+
+def _class_trials(count: int, seeds: int = 1) -> list[FakeTrial]:
+    """The cpu main command's shape: gamma x alpha cells (x seeds), AP of 20 categories each."""
+    cells = [(g, a) for g in (0.0, 0.5, 1.0, 2.0, 5.0, 0.1, 0.2) for a in (0.25, 0.9)][:count]
+    trials = []
+    for (gamma, alpha) in cells:
+        for seed in range(seeds):
+            ap = 0.05 + gamma / 50 + seed / 100
+            per_class = {layout.per_class_metric(c): ap + i / 200 for i, c in enumerate(CPU_CLASSES)}
+            trials.append(FakeTrial({"loss.gamma": gamma, "loss.alpha": alpha}, seed, {**fake_metrics(ap), **per_class}))
+    return trials
+
+
+def test_the_per_category_table_fits_a_1280_px_window(tmp_path):
+    """20 categories, 10 trials (the cpu main command): categories down, trials across, inside the page."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = log_fake_sweep(uri, "gamma_alpha", _class_trials(10), artifact_location=str(tmp_path / "artifacts"))
+    wide = create_report(parent, tracking_uri=uri, reports_dir=tmp_path / "reports", console=Console(quiet=True),
+                         log_artifacts=False)
+    page = (wide.out_dir / FILE_NAME).read_text(encoding="utf-8")
+    table = page.split('<table class="per-class">', 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr>") == 1 + len(CPU_CLASSES) and "alpha=0.25<br>gamma=5.0" in table  # transposed
+    size = _measured(page, tmp_path)
+    assert size["window"] == WINDOW and size["page"] <= WINDOW, size  # nothing runs off the right edge
+    assert size["right"] <= WINDOW and size["inner"] <= size["shown"], size  # the whole table in view
+
+
+def test_a_per_category_table_wider_than_the_window_scrolls_in_its_box(tmp_path):
+    """30 trials (10 cells x 3 seeds) of 20 categories: wider than the page, so it scrolls in its own box."""
+    trials = [TrialRecord(run_id=f"run{i:03d}", cell=f"c{i}", overrides=t.overrides, seed=t.seed, status="FINISHED",
+                          error="", metrics=fake_metrics(t.metrics["AP"])) for i, t in enumerate(_class_trials(10, 3))]
+    per_class = {r.run_id: layout.per_class_of(t.metrics) for r, t in zip(trials, _class_trials(10, 3))}
+    body = per_class_html(trials, per_class)
+    assert "seed 2" in body  # seeds vary: each column says which
+    page = f"<!DOCTYPE html><html><head><style>{STYLE}</style></head><body><h1>x</h1>{body}</body></html>"
+    size = _measured(page, tmp_path)
+    assert size["page"] <= WINDOW and size["right"] <= WINDOW, size  # the page itself keeps its width
+    assert size["inner"] > size["shown"] and size["overflow"] == "auto", size  # the rest is a scroll away
 
 
 def test_the_browser_dom_holds_the_tables_numbers(report):
