@@ -1,165 +1,186 @@
 """Verdict rules: is a finding of the paper reproduced by our seeds?
 
-Pure functions on the seed values of table cells (AP in percent, ms...),
-so they are tested without MLflow. Every rule returns an `Outcome`: a
-verdict, our estimate with its 95% interval over seeds (analysis/stats.py),
-and a short reason. The verdicts:
+A rule turns estimates over seeds (analysis/stats.py) into `Evidence`: its
+p-value, the smallest level at which it would decide anything, and
+`at(level, power)`, the `Outcome` at the level the report's family-wise rule
+gives it (analysis/design.py, e.g. Holm). The verdicts:
 
 - `reproduced`: the interval lies on the paper's side of the claim;
-- `not reproduced`: the interval lies entirely on the other side;
-- `inconclusive`: the interval straddles, or a compared cell has fewer
-  than 2 finished seeds (no interval), or a cell has no finished run.
+- `not reproduced`: it lies entirely on the other side;
+- `inconclusive`: it straddles, or there is no interval (a cell without a
+  finished seed, one seed and no pooled variance, zero variance everywhere).
 
-The rules (what "beats", "on a par", ... mean):
+The rules (what "beats", "on a par", ... mean), at a level a:
 
-- `beats(a, b)`: mean(a) - mean(b), Welch interval: reproduced when > 0,
-  not reproduced when < 0.
-- `on_par(a, b, margin)`: the same interval: reproduced when it lies within
-  [-margin, +margin], not reproduced when it lies entirely outside.
-- `at_most(a, margin)`: mean(a), Student interval: reproduced when its high
-  end is <= margin, not reproduced when its low end is > margin.
-- `trend(steps, rising)`: a metric rises (falls) along an axis when *every
-  adjacent step* does: each step's difference (next - previous) has a Welch
-  interval > 0 (< 0 for falling). Not reproduced when any step's interval is
-  entirely against the direction; the estimate shown is the weakest step.
-- `choice_trend(points, rising)`: a chosen key (e.g. the best alpha of each
-  gamma) rises (falls) along an axis. A point's choice is *decided* when
-  its best cell beats the runner-up (Welch interval > 0). Reproduced when
-  every choice is decided, no adjacent step goes against the direction and
-  the last differs from the first; not reproduced when a step between two
-  decided choices goes against it, or every choice is decided and the last
-  equals the first; else inconclusive. No interval: the estimate is last - first.
+- `directional(estimate, bound, sign)`: the claim sign * (true - bound) > 0 with
+  the two-sided (1 - a) interval: reproduced when it lies on the claim's side
+  of `bound`, not reproduced when on the other. `beats` is (a - b, 0, +1),
+  `at_most` (mean, bound, -1), `contrast` (sum c_i mean_i, 0, +1).
+- `equivalence(estimate, margin)`: "on a par", |true| <= margin, by two
+  one-sided tests (TOST): reproduced when the (1 - 2a) interval lies within
+  [-margin, +margin]; not reproduced when the (1 - a) interval lies entirely
+  outside it.
+- `trend(steps, sign)`: every adjacent step (next - previous) moves with the
+  claim. Reproduced when every step's (1 - a) interval is on the claim's side:
+  all k must pass, so the chance that all pass by error is at most that of
+  one and no correction is due (an intersection-union test). Not reproduced
+  when any step's (1 - a/k) interval lies against it: one of k may fail by
+  error, so each is held to a/k (Bonferroni), and a flat truth fires "not
+  reproduced" with probability at most k * (a/k) / 2 = a/2 (2.5% at a = 5%).
+
+Each Outcome also gives the smallest true effect the seeds decide with the
+declared power (the minimum detectable effect, `detectable`): "decidable if
+the true difference is >= X".
 """
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Optional, Protocol, Sequence
 
-from analysis.stats import Interval, mean_interval, welch_interval
+from analysis.stats import Estimate, Interval, NoEstimate, Result, t_quantile
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
 
-Seeds = Sequence[float]
-
 
 @dataclass(frozen=True)
 class Outcome:
-    """A verdict, our estimate (None without data), its 95% interval, and why."""
+    """A verdict at a level, our estimate (None without data), its interval, and why.
+
+    `detectable`: the minimum detectable effect at `level` and the power
+    (for `equivalence`: the smallest margin it could confirm); `detects` says
+    which, as a phrase with {} where the number goes."""
 
     verdict: str
-    estimate: float | None
-    interval: Interval | None
-    n: int  # the fewest finished seeds behind any compared cell
+    estimate: Optional[float]
+    interval: Optional[Interval]
+    level: float
+    detectable: Optional[float]
+    detects: str
     reason: str
 
 
+class Evidence(Protocol):
+    """What a rule found, before the family-wise level is known."""
+
+    @property
+    def p_value(self) -> float:
+        """The smallest level at which the verdict is not inconclusive (1.0: never)."""
+
+    def at(self, level: float, power: float) -> Outcome:
+        """The verdict at `level` (two-sided tests at level; TOST at level on each side)."""
+
+
 @dataclass(frozen=True)
-class Choice:
-    """One point of a choice trend: the chosen value, its seeds, the runner-up's seeds."""
+class Directional:
+    """sign * (true - bound) > 0, with the two-sided (1 - level) interval."""
 
-    value: float
-    best: Seeds
-    runner_up: Optional[Seeds]  # None when there was nothing to choose from
+    result: Result
+    bound: float = 0.0
+    sign: int = 1
+    detects: str = "decidable if the true difference is ≥ {}"
 
+    @property
+    def p_value(self) -> float:
+        return self.result.p_two_sided(self.bound) if isinstance(self.result, Estimate) else 1.0
 
-def beats(a: Seeds, b: Seeds) -> Outcome:
-    """a > b: reproduced when the Welch interval of mean(a) - mean(b) is above 0."""
-    return _difference(a, b, lambda i: i.above(0), lambda i: i.below(0), ("above 0", "below 0", "0"))
-
-
-def on_par(a: Seeds, b: Seeds, margin: float) -> Outcome:
-    """|a - b| <= margin: reproduced when the interval lies within +-margin."""
-    return _difference(a, b, lambda i: -margin <= i.low and i.high <= margin,
-                       lambda i: i.above(margin) or i.below(-margin),
-                       (f"within ±{margin:g}", f"outside ±{margin:g}", f"±{margin:g}"))
-
-
-def at_most(a: Seeds, margin: float) -> Outcome:
-    """mean(a) <= margin: reproduced when the Student interval's high end is <= margin."""
-    if not a:
-        return Outcome(INCONCLUSIVE, None, None, 0, "no finished seeds")
-    interval = mean_interval(a)
-    estimate = statistics.fmean(a)
-    if interval is None:
-        return Outcome(INCONCLUSIVE, estimate, None, len(a), "one seed: no interval")
-    if interval.high <= margin:
-        return Outcome(REPRODUCED, estimate, interval, len(a), f"interval at most {margin:g}")
-    if interval.above(margin):
-        return Outcome(NOT_REPRODUCED, estimate, interval, len(a), f"interval above {margin:g}")
-    return Outcome(INCONCLUSIVE, estimate, interval, len(a), f"interval straddles {margin:g}")
+    def at(self, level: float, power: float) -> Outcome:
+        if isinstance(self.result, NoEstimate):
+            return Outcome(INCONCLUSIVE, self.result.value, None, level, None, self.detects, self.result.reason)
+        interval = self.result.interval(1 - level)
+        with_claim = interval.above(self.bound) if self.sign > 0 else interval.below(self.bound)
+        against = interval.below(self.bound) if self.sign > 0 else interval.above(self.bound)
+        side = "above" if self.sign > 0 else "below"
+        verdict, reason = ((REPRODUCED, f"interval {side} {self.bound:g}") if with_claim else
+                           (NOT_REPRODUCED, f"interval {'below' if self.sign > 0 else 'above'} {self.bound:g}")
+                           if against else (INCONCLUSIVE, f"interval straddles {self.bound:g}"))
+        return Outcome(verdict, self.result.value, interval, level, self.result.detectable(level, power),
+                       self.detects, reason)
 
 
-def trend(steps: Sequence[tuple[Seeds, Seeds]], rising: bool) -> Outcome:
-    """Every adjacent step (previous, next) moves in the direction; see the module doc."""
-    if not steps:
-        return Outcome(INCONCLUSIVE, None, None, 0, "fewer than two points")
-    n = min(min(len(p), len(q)) for p, q in steps)
-    intervals = [welch_interval(q, p) for p, q in steps]  # next - previous
-    known = [i for i in intervals if i is not None]
-    # direction-adjusted ends: `near` > 0 means the step is on the paper's side, `far` < 0 against it
-    near = (lambda i: i.low) if rising else (lambda i: -i.high)
-    far = (lambda i: i.high) if rising else (lambda i: -i.low)
-    against = [i for i in known if far(i) < 0]
-    if against:
-        worst = min(against, key=far)
-        return Outcome(NOT_REPRODUCED, worst.estimate, worst, n, "a step goes against the direction")
-    if len(known) < len(intervals):
-        means = [m for m in (_mean_difference(q, p) for p, q in steps) if m is not None]
-        estimate = min(means, key=lambda m: m if rising else -m) if means else None
-        why = "a point has no finished seed" if n == 0 else "a point has one seed: no interval"
-        return Outcome(INCONCLUSIVE, estimate, None, n, why)
-    weakest = min(known, key=near)
-    if near(weakest) > 0:
-        return Outcome(REPRODUCED, weakest.estimate, weakest, n, f"all {len(steps)} steps")
-    return Outcome(INCONCLUSIVE, weakest.estimate, weakest, n, "a step's interval straddles 0")
+@dataclass(frozen=True)
+class Equivalence:
+    """|true| <= margin by TOST; not on a par when the (1 - level) interval is outside +-margin."""
+
+    result: Result
+    margin: float
+    detects: str = "on a par decidable if the margin is ≥ {}"
+
+    @property
+    def p_value(self) -> float:
+        if not isinstance(self.result, Estimate):
+            return 1.0
+        e, m = self.result, self.margin
+        on_par = max(e.p_above(-m), e.p_below(m))  # both one-sided tests reject at this level
+        outside = 2 * min(e.p_above(m), e.p_below(-m))  # the two-sided interval clears a margin
+        return min(1.0, on_par, outside)
+
+    def at(self, level: float, power: float) -> Outcome:
+        if isinstance(self.result, NoEstimate):
+            return Outcome(INCONCLUSIVE, self.result.value, None, level, None, self.detects, self.result.reason)
+        e, m = self.result, self.margin
+        # TOST at `level` has power `power` at a true 0 when margin >= (t(1-level) + t(1-(1-power)/2)) * se
+        needed = (t_quantile(1 - level, e.df) + t_quantile(1 - (1 - power) / 2, e.df)) * e.se
+        wide = e.interval(1 - level)
+        if wide.above(m) or wide.below(-m):
+            return Outcome(NOT_REPRODUCED, e.value, wide, level, needed, self.detects, f"interval outside ±{m:.2g}")
+        tost = e.interval(1 - 2 * level)
+        verdict, why = ((REPRODUCED, "within") if -m < tost.low and tost.high < m else (INCONCLUSIVE, "straddles"))
+        return Outcome(verdict, e.value, tost, level, needed, self.detects, f"TOST interval {why} ±{m:.2g}")
 
 
-def choice_trend(points: Sequence[Choice], rising: bool) -> Outcome:
-    """The chosen value moves in the direction along the axis; see the module doc."""
-    if len(points) < 2:
-        return Outcome(INCONCLUSIVE, None, None, 0, "fewer than two points")
-    sign = 1.0 if rising else -1.0
-    decided = [_decided(p) for p in points]
-    n = min(len(p.best) for p in points)
-    change = points[-1].value - points[0].value
-    against = [i for i in range(len(points) - 1) if sign * (points[i + 1].value - points[i].value) < 0]
-    if any(decided[i] and decided[i + 1] for i in against):
-        return Outcome(NOT_REPRODUCED, change, None, n, "a step between decided choices goes against it")
-    if all(decided):
-        if against or sign * change <= 0:
-            return Outcome(NOT_REPRODUCED, change, None, n, "the last choice is not past the first")
-        return Outcome(REPRODUCED, change, None, n, "every choice decided")
-    return Outcome(INCONCLUSIVE, change, None, n, "a choice is not decided (its interval vs the runner-up straddles 0)")
+@dataclass(frozen=True)
+class Trend:
+    """Every step (next - previous) has sign `sign`; see the module doc for the two levels."""
+
+    steps: tuple[Result, ...]
+    sign: int = 1
+    detects: str = "decidable if every true step is ≥ {}"
+
+    @property
+    def p_value(self) -> float:
+        known = [s for s in self.steps if isinstance(s, Estimate)]
+        with_claim = len(known) == len(self.steps) and all(self.sign * s.value > 0 for s in known)
+        every = max(s.p_two_sided() for s in known) if with_claim and known else 1.0
+        against = [s.p_two_sided() for s in known if self.sign * s.value < 0]
+        return min(1.0, every, len(self.steps) * min(against, default=1.0))
+
+    def at(self, level: float, power: float) -> Outcome:
+        if not self.steps:
+            return Outcome(INCONCLUSIVE, None, None, level, None, self.detects, "fewer than two points")
+        known = [s for s in self.steps if isinstance(s, Estimate)]
+        k = len(self.steps)
+        # the least precise step decides when every step is decided
+        detectable = max((s.detectable(level, power) for s in known), default=None)
+        near = (lambda i: i.low) if self.sign > 0 else (lambda i: -i.high)  # > 0: on the claim's side
+        strict = [s.interval(1 - level / k) for s in known]
+        against = [i for i in strict if (i.below(0) if self.sign > 0 else i.above(0))]
+        if against:
+            worst = min(against, key=lambda i: self.sign * i.estimate)
+            return Outcome(NOT_REPRODUCED, worst.estimate, worst, level, detectable, self.detects,
+                           f"a step goes against it (each of {k} steps at {1 - level / k:.2%})")
+        if len(known) < k:
+            missing = next(s for s in self.steps if isinstance(s, NoEstimate))
+            values = [s.value for s in self.steps if s.value is not None]
+            weakest = min(values, key=lambda v: self.sign * v) if values else None
+            return Outcome(INCONCLUSIVE, weakest, None, level, detectable, self.detects, f"a step: {missing.reason}")
+        weakest = min((s.interval(1 - level) for s in known), key=near)
+        verdict, reason = ((REPRODUCED, f"all {k} steps") if near(weakest) > 0 else
+                           (INCONCLUSIVE, "a step's interval straddles 0"))
+        return Outcome(verdict, weakest.estimate, weakest, level, detectable, self.detects, reason)
 
 
-def _decided(point: Choice) -> bool:
-    """The chosen cell beats the runner-up by a Welch interval above 0."""
-    if point.runner_up is None:
-        return False
-    interval = welch_interval(point.best, point.runner_up)
-    return interval is not None and interval.above(0)
+def beats(a: Result) -> Directional:
+    """a - b > 0, given the estimate of the difference (stats.difference)."""
+    return Directional(a)
 
 
-def _difference(a: Seeds, b: Seeds, yes: Callable[[Interval], bool], no: Callable[[Interval], bool],
-                words: tuple[str, str, str]) -> Outcome:
-    """The shared shape of `beats` and `on_par`: the Welch interval, then the two tests.
-
-    words: how the interval lies when reproduced, when not, and what it straddles otherwise."""
-    n = min(len(a), len(b))
-    if n == 0:
-        return Outcome(INCONCLUSIVE, _mean_difference(a, b), None, 0, "a compared cell has no finished seed")
-    interval = welch_interval(a, b)
-    if interval is None:
-        return Outcome(INCONCLUSIVE, _mean_difference(a, b), None, n, "one seed: no interval")
-    if yes(interval):
-        return Outcome(REPRODUCED, interval.estimate, interval, n, f"interval {words[0]}")
-    if no(interval):
-        return Outcome(NOT_REPRODUCED, interval.estimate, interval, n, f"interval {words[1]}")
-    return Outcome(INCONCLUSIVE, interval.estimate, interval, n, f"interval straddles {words[2]}")
+def at_most(mean: Result, bound: float) -> Directional:
+    """mean <= bound."""
+    return Directional(mean, bound, -1, "decidable if the true mean is ≥ {} from the bound")
 
 
-def _mean_difference(a: Seeds, b: Seeds) -> float | None:
-    return statistics.fmean(a) - statistics.fmean(b) if a and b else None
+def trend(steps: Sequence[Result], rising: bool) -> Trend:
+    """Every step rises (falls)."""
+    return Trend(tuple(steps), 1 if rising else -1)

@@ -1,15 +1,27 @@
 """The paper's findings (reference/findings.yaml), evaluated on a sweep's table rows.
 
-A finding names a reference table, a comparison kind (`COMPARISONS`) and its
-operands as row keys of that table. Evaluating it picks the operand rows
-among ours and among the paper's, hands our seed values to the verdict rule
-of analysis/findings.py, and computes the paper's number the same way from
-its table. The result (`FindingResult`) is what the report prints and writes.
+A finding names a reference table, a comparison kind (`COMPARISONS`, the one
+registry of kinds) and its operands as row keys or cells of that table.
+Evaluating the findings of one report takes three steps:
+
+1. each kind picks its cells among ours and the paper's, and hands our seed
+   values to a verdict rule of analysis/findings.py (an `Evidence`); the
+   paper's number is computed the same way from its table;
+2. the sweep's declared family-wise rule (analysis/design.py, Holm by
+   default) turns the findings' p-values into each one's level;
+3. each finding is decided at its level (`FindingResult`): the verdict, our
+   estimate and interval, the paper's number, both relative to the AP scale
+   of their reference cell, the smallest effect our seeds could decide, and
+   how many seeds each compared cell had and lost.
+
+With `pooled_variance: true` declared, one residual variance of the sweep's
+cells (stats.pool) replaces each cell's own, when Bartlett's test finds the
+cells' variances compatible at the declared level; the report says which.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
@@ -17,7 +29,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 import yaml
 
 from analysis import findings as rules
-from analysis.aggregate import Group, best_group
+from analysis import stats
+from analysis.aggregate import Group
+from analysis.design import VerdictDesign
 from analysis.errors import DeclarationError
 from analysis.layout import FINAL_METRICS, SPEED_METRIC
 from analysis.paper import PaperTable, load_paper
@@ -28,7 +42,7 @@ if TYPE_CHECKING:
     from analysis.runs import SweepRecord
 
 FINDINGS_FILE = Path(__file__).with_name("reference") / "findings.yaml"
-FIELDS = ("statement", "table", "compare", "a", "b", "margin", "along", "of", "metric", "paper_metric")
+COMMON = ("statement", "table", "compare", "metric", "paper_metric", "reference")
 
 
 @dataclass(frozen=True)
@@ -41,50 +55,101 @@ class Finding:
     compare: str
     a: Optional[Mapping[str, Any]] = None
     b: Optional[Mapping[str, Any]] = None
-    margin: Optional[float] = None
+    terms: tuple[tuple[float, Mapping[str, Any]], ...] = ()  # contrast: (weight, cell)
+    margin: Optional[float] = None  # metric units
+    margin_relative: Optional[float] = None  # a fraction of the reference cell's metric
     along: Optional[str] = None
-    of: Optional[str] = None
+    reference: Optional[Mapping[str, Any]] = None  # the cell whose metric scales the effect
     metric: str = "AP"
     paper_metric: str = "AP"
 
-    def columns(self) -> set[str]:
-        """The row columns it names."""
+    def row_columns(self) -> set[str]:
+        """The columns it names in row operands (a, b) and `along`: row keys of the table."""
         named = {self.along} if self.along else set()
         for operand in (self.a, self.b):
-            for key, value in (operand or {}).items():
-                named |= set(value) if key == "not" else {key}
+            named |= _named(operand)
         return named
+
+    def cell_columns(self) -> set[str]:
+        """The columns it names in cells (terms, reference): any row column, best_of included."""
+        return set().union(*(_named(cell) for _, cell in self.terms), _named(self.reference))
+
+
+@dataclass(frozen=True)
+class SeedCount:
+    """Seeds behind a finding: the compared cell with the fewest finished seeds, and losses."""
+
+    finished: int  # that cell's finished seeds (with the metric)
+    logged: int  # that cell's trials in MLflow, whatever their status
+    failed: int  # trials not finished, over every compared cell
+    missing: int  # compared cells with no trial at all
+
+    def text(self) -> str:
+        """e.g. "3 of 3", "2 of 3, 1 failed", "0, 1 cell not run"."""
+        text = f"{self.finished} of {self.logged}" if self.logged else f"{self.finished}"
+        if self.failed:
+            text += f", {self.failed} failed"
+        if self.missing:
+            text += f", {self.missing} cell{'s' if self.missing > 1 else ''} not run"
+        return text
 
 
 @dataclass(frozen=True)
 class FindingResult:
-    """A finding evaluated on a sweep: our estimate, the paper's number, the verdict."""
+    """A finding evaluated on a sweep at its family-wise level."""
 
     id: str
     statement: str
     verdict: str  # reproduced | not reproduced | inconclusive
     ours: str  # as shown, e.g. "+2.1 [+0.4, +3.8]"
     paper: str  # as shown, e.g. "+2.9"
-    estimate: Optional[float]  # our number (a difference, a mean, the weakest step...)
-    low: Optional[float]  # its 95% interval over seeds (None: no interval)
+    estimate: Optional[float]  # our number (a difference, a contrast, a mean, the weakest step)
+    low: Optional[float]  # its interval at `confidence` (None: no interval)
     high: Optional[float]
     paper_value: Optional[float]
     n: int  # the fewest finished seeds behind a compared cell
     unit: str  # "AP" (points) or "ms"
-    compared: str  # which rows were compared, and why the verdict
+    compared: str  # which cells were compared, and why the verdict
+    relative: Optional[float] = None  # estimate / our reference cell's metric
+    paper_relative: Optional[float] = None  # paper_value / the paper's reference cell's metric
+    level: float = 0.05  # the level the verdict used (after the family-wise rule)
+    confidence: Optional[float] = None  # of the interval shown
+    p_value: float = 1.0  # the smallest level deciding it (what the family-wise rule ranks)
+    detectable: Optional[float] = None  # minimum detectable effect at `level` (TOST: margin needed)
+    decidable: str = ""  # e.g. "decidable if the true difference is ≥ 2.1 AP"
+    seeds: str = ""  # e.g. "3 of 3", "2 of 3, 1 failed"
+    failed: int = 0  # trials of the compared cells that did not finish
+    variance: str = "Welch"  # how the se was made: Welch, or the pooled variance and its check
+    family: str = ""  # the family-wise rule, e.g. "Holm over 3 findings, 5% family-wise"
+    signed: bool = True  # a difference (shown with its sign), or a mean (at_most)
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """A finding's evidence before its level is known, and what shows beside it."""
+
+    evidence: rules.Evidence
+    paper_value: Optional[float]
+    compared: str
+    cells: tuple[Optional[Group], ...]  # ours, compared (None: no run)
+    reference: Optional[float] = None  # our reference cell's metric
+    paper_reference: Optional[float] = None
+    signed: bool = True
+    note: str = ""  # added to `compared`, e.g. the margin
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """A comparison kind: the fields it needs and how it is evaluated."""
+    """A comparison kind: the fields it needs, those it may take, and how it is evaluated."""
 
     fields: tuple[str, ...]
-    evaluate: Callable[["Finding", "Context"], FindingResult]
+    evaluate: Callable[["Finding", "Context"], Evaluated]
+    optional: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Context:
-    """What a finding is evaluated on: our rows and the paper's table."""
+    """What a finding is evaluated on: our rows, the paper's table, the declared design."""
 
     declaration: "TableDeclaration"
     rows: Sequence[KeyedRow]
@@ -94,9 +159,37 @@ class Context:
     def columns(self) -> tuple[str, ...]:
         return self.declaration.key_columns
 
+    @property
+    def design(self) -> VerdictDesign:
+        return self.declaration.verdicts
+
+    def groups(self) -> list[Group]:
+        """Every cell of ours (with best_of: every candidate, not only the chosen)."""
+        return [g for row in self.rows for g in row.candidates]
+
+    def pooled(self, metric: str) -> Optional[stats.Pooled]:
+        """The declared pooled variance of `metric`, when compatible (else None: Welch)."""
+        if not self.design.pooled_variance:
+            return None
+        found = _pool(self, metric)
+        return found if found is not None and found.compatible else None
+
+    def variance_text(self, metric: str, unit: str) -> str:
+        """How the standard errors were made, and whether the cells agree on a pooled variance."""
+        if not self.design.pooled_variance:
+            return "Welch"
+        found = _pool(self, metric)
+        if found is None:
+            return "Welch: pooled variance declared, but no cell has 2 seeds that differ"
+        check = f"{found.cells} cells, Bartlett p {found.p:.2g}"
+        floored = f", {found.floored} at a floor left out" if found.floored else ""
+        if not found.compatible:
+            return f"Welch: pooled variance declared, not used: the cells' variances differ ({check}{floored})"
+        return f"pooled: s {found.variance ** 0.5:.2g} {unit}, df {found.df} ({check}: compatible{floored})"
+
 
 def sweep_findings(sweep: "SweepRecord", paper: Optional[Mapping[str, PaperTable]] = None) -> list[FindingResult]:
-    """The findings the sweep's declaration lists, evaluated on its runs."""
+    """The findings the sweep's declaration lists, evaluated on its runs (one family)."""
     declaration = sweep.table
     if not declaration.findings or declaration.paper is None:
         return []
@@ -107,88 +200,97 @@ def sweep_findings(sweep: "SweepRecord", paper: Optional[Mapping[str, PaperTable
 
 def evaluate_all(declaration: "TableDeclaration", rows: Sequence[KeyedRow],
                  paper: PaperTable) -> list[FindingResult]:
-    """Each listed finding on these rows."""
+    """Each listed finding on these rows, at the level the declared family-wise rule gives it."""
     known = load_findings()
     context = Context(declaration, rows, paper)
-    return [evaluate(known[i], context) for i in declaration.findings]
-
-
-def evaluate(finding: Finding, context: Context) -> FindingResult:
-    return COMPARISONS[finding.compare].evaluate(finding, context)
+    chosen = [known[i] for i in declaration.findings]
+    evaluated = [COMPARISONS[f.compare].evaluate(f, context) for f in chosen]
+    levels = context.design.levels([e.evidence.p_value for e in evaluated])
+    family = context.design.describe(len(chosen))
+    return [_result(f, e, level, context, family) for f, e, level in zip(chosen, evaluated, levels)]
 
 
 # -- the comparison kinds ---------------------------------------------------------
-def _difference(rule: Callable[..., rules.Outcome]) -> Callable[[Finding, Context], FindingResult]:
-    """beats / on_par: the best row of a against the best row of b."""
-
-    def evaluate(finding: Finding, context: Context) -> FindingResult:
-        ra, rb = (_pick(context, operand, finding.metric) for operand in (finding.a, finding.b))
-        extra = () if finding.margin is None else (finding.margin,)
-        outcome = rule(_seeds(ra, finding.metric), _seeds(rb, finding.metric), *extra)
-        pa, pb = (_paper_pick(context, operand, finding.paper_metric) for operand in (finding.a, finding.b))
-        paper = None if pa is None or pb is None else pa[finding.paper_metric] - pb[finding.paper_metric]
-        compared = f"{_describe(ra, context)} vs {_describe(rb, context)}"
-        return _result(finding, outcome, paper, compared, signed=True)
-
-    return evaluate
+def _beats(finding: Finding, context: Context) -> Evaluated:
+    """a > b: the best row of a against the best row of b (Welch, or the pooled variance)."""
+    ra, rb = (_pick(context, operand, finding.metric) for operand in (finding.a, finding.b))
+    estimate = stats.difference(_seeds(ra, finding.metric), _seeds(rb, finding.metric), context.pooled(finding.metric))
+    return _pair(finding, context, ra, rb, rules.beats(estimate))
 
 
-def _at_most(finding: Finding, context: Context) -> FindingResult:
+def _on_par(finding: Finding, context: Context) -> Evaluated:
+    """|a - b| <= margin by TOST; the margin in metric units, or relative to the reference cell."""
+    ra, rb = (_pick(context, operand, finding.metric) for operand in (finding.a, finding.b))
+    estimate = stats.difference(_seeds(ra, finding.metric), _seeds(rb, finding.metric), context.pooled(finding.metric))
+    reference = _reference(finding, context, rb)
+    margin = finding.margin
+    if margin is None:  # margin_relative (checked on loading): a fraction of our reference's metric
+        margin = None if reference is None else finding.margin_relative * reference
+    if margin is None:
+        evidence: rules.Evidence = rules.Directional(stats.NoEstimate("the reference cell has no seed: no margin"))
+        note = "margin unknown"
+    else:
+        evidence = rules.Equivalence(estimate, margin)
+        unit = "ms" if finding.metric == SPEED_METRIC else "AP"
+        note = f"margin ±{margin:.2g} {unit}" + (f" ({finding.margin_relative:.0%} of {reference:.1f})"
+                                                 if finding.margin is None else "")
+    return _pair(finding, context, ra, rb, evidence, note)
+
+
+def _at_most(finding: Finding, context: Context) -> Evaluated:
+    """mean(a) <= margin."""
     row = _pick(context, finding.a, finding.metric)
-    outcome = rules.at_most(_seeds(row, finding.metric), finding.margin)
+    evidence = rules.at_most(stats.mean(_seeds(row, finding.metric), context.pooled(finding.metric)), finding.margin)
     found = _paper_pick(context, finding.a, finding.paper_metric)
     paper = None if found is None else found[finding.paper_metric]
-    return _result(finding, outcome, paper, _describe(row, context), signed=False)
+    return Evaluated(evidence, paper, _describe(row, context), (_group(row),),
+                     _reference(finding, context, None), _paper_reference(finding, context, None), signed=False)
 
 
-def _trend(rising: bool) -> Callable[[Finding, Context], FindingResult]:
-    """rises / falls: every adjacent step along a column, within each value of the others."""
+def _trend(rising: bool) -> Callable[[Finding, Context], Evaluated]:
+    """rises / falls: every adjacent step along a column, within each value of the others.
+    Size is relative to the mean of the compared cells (the table's scale)."""
 
-    def evaluate(finding: Finding, context: Context) -> FindingResult:
+    def evaluate(finding: Finding, context: Context) -> Evaluated:
         ours = [row for row in context.rows if row.group is not None]
-        steps = [(_seeds(p, finding.metric), _seeds(q, finding.metric))
-                 for p, q in _steps(ours, context.columns, finding.along)]
-        outcome = rules.trend(steps, rising)
+        pairs = _steps(ours, context.columns, finding.along)
+        pooled = context.pooled(finding.metric)
+        steps = [stats.difference(_seeds(q, finding.metric), _seeds(p, finding.metric), pooled) for p, q in pairs]
         theirs = [(p[finding.paper_metric], q[finding.paper_metric])
                   for p, q in _steps(context.paper.rows, context.columns, finding.along)]
         diffs = [q - p for p, q in theirs if p is not None and q is not None]
         paper = (min(diffs) if rising else max(diffs)) if diffs else None
-        compared = f"the weakest of {len(steps)} steps along {finding.along}"
-        return _result(finding, outcome, paper, compared, signed=True)
+        cells = tuple({id(r): r for pair in pairs for r in pair}.values())
+        means = [m for m in (_mean(r, finding.metric) for r in cells) if m is not None]
+        paper_means = [v for pair in theirs for v in pair if v is not None]
+        return Evaluated(rules.trend(steps, rising), paper, f"the weakest of {len(steps)} steps along {finding.along}",
+                         tuple(_group(r) for r in cells), _average(means), _average(paper_means))
 
     return evaluate
 
 
-def _choice_trend(rising: bool) -> Callable[[Finding, Context], FindingResult]:
-    """best_rises / best_falls: our chosen best_of value along a column."""
-
-    def evaluate(finding: Finding, context: Context) -> FindingResult:
-        declaration = context.declaration
-        ours = sorted((r for r in context.rows if r.choice(declaration) is not None),
-                      key=lambda r: sortable(r.key))
-        points = [rules.Choice(r.choice(declaration), _seeds(r, finding.metric),
-                               _runner_up(r, finding.metric)) for r in ours]
-        outcome = rules.choice_trend(points, rising)
-        theirs = sorted((r for r in context.paper.rows if r.get(finding.of) is not None),
-                        key=lambda r: sortable((r[finding.along],)))
-        paper_values = [r[finding.of] for r in theirs]
-        result = _result(finding, outcome, paper_values[-1] - paper_values[0] if paper_values else None,
-                         f"{finding.of} per {finding.along}", signed=True, unit=finding.of)
-        return _replace_text(result, _path([p.value for p in points]), _path(paper_values))
-
-    return evaluate
+def _contrast(finding: Finding, context: Context) -> Evaluated:
+    """sum_i c_i mean(cell_i) > 0: a linear contrast of cells (best_of columns included),
+    with the Welch-Satterthwaite df, or the pooled variance."""
+    groups = [_cell(context, cell, finding.metric) for _, cell in finding.terms]
+    terms = [(weight, _seeds_of(g, finding.metric)) for (weight, _), g in zip(finding.terms, groups)]
+    estimate = stats.contrast(terms, context.pooled(finding.metric))
+    paper_rows = [_paper_pick(context, cell, finding.paper_metric) for _, cell in finding.terms]
+    paper = (None if any(r is None for r in paper_rows) else
+             sum(w * r[finding.paper_metric] for (w, _), r in zip(finding.terms, paper_rows)))
+    compared = " ".join(f"{'+' if w > 0 else '-'} {_weight(w)}{_cell_text(cell)}" for w, cell in finding.terms)
+    return Evaluated(rules.beats(estimate), paper, compared.removeprefix("+ "), tuple(groups),
+                     _reference(finding, context, None), _paper_reference(finding, context, None))
 
 
 COMPARISONS: dict[str, Comparison] = {
-    "beats": Comparison(("a", "b"), _difference(rules.beats)),
-    "on_par": Comparison(("a", "b", "margin"), _difference(rules.on_par)),
+    "beats": Comparison(("a", "b"), _beats),
+    "on_par": Comparison(("a", "b"), _on_par, optional=("margin", "margin_relative")),
     "at_most": Comparison(("a", "margin"), _at_most),
     "rises": Comparison(("along",), _trend(rising=True)),
     "falls": Comparison(("along",), _trend(rising=False)),
-    "best_rises": Comparison(("along", "of"), _choice_trend(rising=True)),
-    "best_falls": Comparison(("along", "of"), _choice_trend(rising=False)),
+    "contrast": Comparison(("terms",), _contrast),
 }
-OPTIONAL = ("statement", "table", "compare", "metric", "paper_metric")
 
 
 # -- loading and checking -------------------------------------------------------------
@@ -203,36 +305,71 @@ def check_finding(finding: Finding, declaration: "TableDeclaration") -> Optional
     """Why a finding cannot be tested on a declared table (None: it can)."""
     if finding.table != declaration.paper:
         return f"tests {finding.table}, not this table's paper {declaration.paper}"
-    for column in sorted(finding.columns()):
+    for column in sorted(finding.row_columns()):
         if column not in declaration.key_columns:
             return f"names {column!r}, not a row key of this table; row keys: {', '.join(declaration.key_columns)}"
-    if finding.of is not None:
-        if finding.of != declaration.best_of:
-            return f"needs best_of: {finding.of}"
-        if declaration.key_columns != (finding.along,):
-            return f"needs the rows keyed by {finding.along} alone"
+    for column in sorted(finding.cell_columns()):
+        if column not in declaration.columns:
+            return f"names {column!r}, not a column of this table's cells; columns: {', '.join(declaration.columns)}"
     return None
 
 
 def _finding(key: str, spec: Any) -> Finding:
     where = f"findings.yaml: {key}"
+    fields = ("statement", "table", "compare") + tuple(
+        dict.fromkeys(f for kind in COMPARISONS.values() for f in kind.fields + kind.optional)) + COMMON[3:]
     if not isinstance(spec, dict):
-        raise DeclarationError(f"{where}: must be a mapping of {', '.join(FIELDS)}")
+        raise DeclarationError(f"{where}: must be a mapping of {', '.join(fields)}")
     for name in spec:
-        if name not in FIELDS:
-            raise DeclarationError(f"{where}: unknown key {name!r}; allowed: {', '.join(FIELDS)}")
+        if name not in fields:
+            raise DeclarationError(f"{where}: unknown key {name!r}; allowed: {', '.join(fields)}")
     kind = COMPARISONS.get(spec.get("compare"))
     if kind is None:
         raise DeclarationError(f"{where}.compare: unknown comparison {spec.get('compare')!r}; "
                                f"allowed: {', '.join(COMPARISONS)}")
-    for name in FIELDS:
-        if name in kind.fields + ("statement", "table", "compare") and name not in spec:
+    for name in kind.fields + COMMON[:3]:
+        if name not in spec:
             raise DeclarationError(f"{where}.{name}: required by {spec['compare']}")
-        if name in spec and name not in kind.fields + OPTIONAL:
+    for name in spec:
+        if name not in kind.fields + kind.optional + COMMON:
             raise DeclarationError(f"{where}.{name}: not used by {spec['compare']}")
-    finding = Finding(id=key, **{**spec, "paper_metric": spec.get("paper_metric", spec.get("metric", "AP"))})
+    values = {**spec, "paper_metric": spec.get("paper_metric", spec.get("metric", "AP"))}
+    if "terms" in spec:
+        values["terms"] = _terms(spec["terms"], where)
+    finding = Finding(id=key, **values)
+    _check_values(finding, spec, where)
     _check_against_paper(finding, where)
     return finding
+
+
+def _terms(spec: Any, where: str) -> tuple[tuple[float, Mapping[str, Any]], ...]:
+    """A contrast's terms: a list of {weight: number, cell: {column: value}} whose weights sum to 0."""
+    shape = f"{where}.terms: must be a list of {{weight: number, cell: {{column: value}}}}"
+    if not isinstance(spec, list) or len(spec) < 2:
+        raise DeclarationError(shape + ", two or more")
+    terms = []
+    for term in spec:
+        if (not isinstance(term, dict) or set(term) != {"weight", "cell"} or isinstance(term["weight"], bool)
+                or not isinstance(term["weight"], (int, float)) or not isinstance(term["cell"], dict)):
+            raise DeclarationError(shape)
+        terms.append((float(term["weight"]), term["cell"]))
+    if abs(sum(w for w, _ in terms)) > 1e-9:
+        raise DeclarationError(f"{where}.terms: the weights must sum to 0 (a contrast), not {sum(w for w, _ in terms):g}")
+    return tuple(terms)
+
+
+def _check_values(finding: Finding, spec: Mapping[str, Any], where: str) -> None:
+    """Margins are numbers >= 0; on_par takes exactly one of margin and margin_relative."""
+    for name in ("margin", "margin_relative"):
+        value = spec.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise DeclarationError(f"{where}.{name}: must be a number >= 0")
+    if finding.compare == "on_par" and (finding.margin is None) == (finding.margin_relative is None):
+        raise DeclarationError(f"{where}: on_par needs one of margin (metric units) or margin_relative "
+                               f"(a fraction of the reference cell's metric)")
+    for name in ("a", "b", "reference"):
+        if spec.get(name) is not None and not isinstance(spec[name], dict):
+            raise DeclarationError(f"{where}.{name}: must be a mapping {{column: value}}")
 
 
 def _check_against_paper(finding: Finding, where: str) -> None:
@@ -241,7 +378,7 @@ def _check_against_paper(finding: Finding, where: str) -> None:
         raise DeclarationError(f"{where}.table: unknown reference table {finding.table!r}; "
                                f"allowed: {', '.join(sorted(tables))}")
     columns = tables[finding.table].columns
-    for column in sorted(finding.columns() | ({finding.of} if finding.of else set())):
+    for column in sorted(finding.row_columns() | finding.cell_columns()):
         if column not in columns:
             raise DeclarationError(f"{where}: {column!r} is not a column of {finding.table}; "
                                    f"columns: {', '.join(columns)}")
@@ -251,35 +388,123 @@ def _check_against_paper(finding: Finding, where: str) -> None:
     if finding.paper_metric not in columns:
         raise DeclarationError(f"{where}.paper_metric: {finding.paper_metric!r} is not a column of "
                                f"{finding.table}; columns: {', '.join(columns)}")
-    if finding.margin is not None and (not isinstance(finding.margin, (int, float)) or finding.margin < 0):
-        raise DeclarationError(f"{where}.margin: must be a number >= 0")
+
+
+# -- the result ------------------------------------------------------------------------
+def _result(finding: Finding, evaluated: Evaluated, level: float, context: Context, family: str) -> FindingResult:
+    design = context.design
+    outcome = evaluated.evidence.at(level, design.power)
+    unit = "ms" if finding.metric == SPEED_METRIC else "AP"
+    interval = outcome.interval
+    fmt = (lambda v: f"{v:+.1f}") if evaluated.signed else (lambda v: f"{v:.1f}")
+    ours = "—" if outcome.estimate is None else fmt(outcome.estimate)
+    if interval is not None:
+        ours += f" [{fmt(interval.low)}, {fmt(interval.high)}]"
+    paper = evaluated.paper_value
+    decidable = "" if outcome.detectable is None else outcome.detects.format(f"{outcome.detectable:.1f} {unit}")
+    count = _count(evaluated.cells, finding.metric)
+    compared = f"{evaluated.compared}: {outcome.reason}" + (f"; {evaluated.note}" if evaluated.note else "")
+    return FindingResult(
+        id=finding.id, statement=finding.statement, verdict=outcome.verdict, ours=ours,
+        paper="—" if paper is None else fmt(paper), estimate=outcome.estimate,
+        low=None if interval is None else interval.low, high=None if interval is None else interval.high,
+        paper_value=paper, n=count.finished, unit=unit, compared=compared,
+        relative=_ratio(outcome.estimate, evaluated.reference),
+        paper_relative=_ratio(paper, evaluated.paper_reference),
+        level=level, confidence=None if interval is None else interval.confidence,
+        p_value=evaluated.evidence.p_value, detectable=outcome.detectable, decidable=decidable,
+        seeds=count.text(), failed=count.failed, variance=context.variance_text(finding.metric, unit), family=family,
+        signed=evaluated.signed)
+
+
+def _pair(finding: Finding, context: Context, ra: Optional[KeyedRow], rb: Optional[KeyedRow],
+          evidence: rules.Evidence, note: str = "") -> Evaluated:
+    """beats / on_par: the paper's a - b beside ours; sizes relative to b (or the declared reference)."""
+    pa, pb = (_paper_pick(context, operand, finding.paper_metric) for operand in (finding.a, finding.b))
+    paper = None if pa is None or pb is None else pa[finding.paper_metric] - pb[finding.paper_metric]
+    return Evaluated(evidence, paper, f"{_describe(ra, context)} vs {_describe(rb, context)}",
+                     (_group(ra), _group(rb)), _reference(finding, context, rb),
+                     _paper_reference(finding, context, pb), note=note)
+
+
+def _count(cells: Sequence[Optional[Group]], metric: str) -> SeedCount:
+    """The compared cell with the fewest finished seeds; failures and cells never run, summed."""
+    present = [g for g in cells if g is not None]
+    missing = len(cells) - len(present)
+    if not present:
+        return SeedCount(0, 0, 0, missing)
+    fewest = min(present, key=lambda g: len(g.values(metric)))
+    failed = sum(len(g.trials) - len(g.finished) for g in present)
+    return SeedCount(len(fewest.values(metric)), len(fewest.trials), failed, missing)
+
+
+def _ratio(value: Optional[float], reference: Optional[float]) -> Optional[float]:
+    return None if value is None or not reference else value / reference
 
 
 # -- helpers ---------------------------------------------------------------------------
-def _pick(context: Context, operand: Mapping[str, Any], metric: str) -> Optional[KeyedRow]:
+def _pool(context: Context, metric: str) -> Optional[stats.Pooled]:
+    """stats.pool over every cell of the sweep, at the declared level (a few cells: no cache needed)."""
+    return stats.pool([g.values(metric) for g in context.groups()], context.design.level)
+
+
+def _pick(context: Context, operand: Optional[Mapping[str, Any]], metric: str) -> Optional[KeyedRow]:
     """Our row for an operand: the one matching, or the best (by our mean) of several."""
-    found = [row for row in select(context.rows, context.columns, operand) if row.group is not None]
+    found = [row for row in select(context.rows, context.columns, operand or {}) if row.group is not None]
     scored = [row for row in found if row.group.mean(metric) is not None]
     if scored:
         return max(scored, key=lambda row: row.group.mean(metric))
     return found[0] if found else None
 
 
-def _paper_pick(context: Context, operand: Mapping[str, Any], metric: str) -> Optional[Mapping[str, Any]]:
+def _cell(context: Context, where: Mapping[str, Any], metric: str) -> Optional[Group]:
+    """Our cell (a group of seeds over every row column, best_of included) matching `where`;
+    the best by our mean if several match."""
+    columns = context.declaration.columns
+    found = [g for g in context.groups() if matches(dict(zip(columns, g.key)), where)]
+    scored = [g for g in found if g.mean(metric) is not None]
+    if scored:
+        return max(scored, key=lambda g: g.mean(metric))
+    return found[0] if found else None
+
+
+def _paper_pick(context: Context, operand: Optional[Mapping[str, Any]], metric: str) -> Optional[Mapping[str, Any]]:
     """The paper's row for an operand: the one matching, or the best of several by its number."""
-    found = [row for row in context.paper.rows if matches(row, operand) and row.get(metric) is not None]
+    found = [row for row in context.paper.rows if matches(row, operand or {}) and row.get(metric) is not None]
     return max(found, key=lambda row: row[metric]) if found else None
 
 
+def _reference(finding: Finding, context: Context, default: Optional[KeyedRow]) -> Optional[float]:
+    """Our reference cell's mean metric: the declared `reference`, else the default row."""
+    if finding.reference is not None:
+        group = _cell(context, finding.reference, finding.metric)
+        return None if group is None else group.mean(finding.metric)
+    return _mean(default, finding.metric)
+
+
+def _paper_reference(finding: Finding, context: Context, default: Optional[Mapping[str, Any]]) -> Optional[float]:
+    row = _paper_pick(context, finding.reference, finding.paper_metric) if finding.reference is not None else default
+    return None if row is None else row.get(finding.paper_metric)
+
+
+def _group(row: Optional[KeyedRow]) -> Optional[Group]:
+    return None if row is None else row.group
+
+
+def _mean(row: Optional[KeyedRow], metric: str) -> Optional[float]:
+    return None if row is None or row.group is None else row.group.mean(metric)
+
+
+def _average(values: Sequence[float]) -> Optional[float]:
+    return sum(values) / len(values) if values else None
+
+
 def _seeds(row: Optional[KeyedRow], metric: str) -> list[float]:
-    return [] if row is None or row.group is None else row.group.values(metric)
+    return _seeds_of(_group(row), metric)
 
 
-def _runner_up(row: KeyedRow, metric: str) -> Optional[list[float]]:
-    """The seeds of the best candidate after the chosen one (None: nothing else finished)."""
-    others: list[Group] = [g for g in row.candidates if g is not row.group]
-    second = best_group(others, metric)
-    return None if second is None else second.values(metric)
+def _seeds_of(group: Optional[Group], metric: str) -> list[float]:
+    return [] if group is None else group.values(metric)
 
 
 def _steps(rows: Sequence[Any], columns: Sequence[str], along: str) -> list[tuple[Any, Any]]:
@@ -310,35 +535,19 @@ def _describe(row: Optional[KeyedRow], context: Context) -> str:
     return text + (f" ({context.declaration.best_of}={_text(choice)})" if choice is not None else "")
 
 
-def _result(finding: Finding, outcome: rules.Outcome, paper: Optional[float], compared: str,
-            signed: bool, unit: Optional[str] = None) -> FindingResult:
-    interval = outcome.interval
-    fmt = (lambda v: f"{v:+.1f}") if signed else (lambda v: f"{v:.1f}")
-    if outcome.estimate is None:
-        ours = "—"
-    elif interval is None:
-        ours = fmt(outcome.estimate)
-    else:
-        ours = f"{fmt(outcome.estimate)} [{fmt(interval.low)}, {fmt(interval.high)}]"
-    return FindingResult(
-        id=finding.id, statement=finding.statement, verdict=outcome.verdict, ours=ours,
-        paper="—" if paper is None else fmt(paper), estimate=outcome.estimate,
-        low=None if interval is None else interval.low, high=None if interval is None else interval.high,
-        paper_value=paper, n=outcome.n, unit=unit or ("ms" if finding.metric == SPEED_METRIC else "AP"),
-        compared=f"{compared}: {outcome.reason}")
+def _cell_text(cell: Mapping[str, Any]) -> str:
+    return "(" + ", ".join(f"{c}={_text(v)}" for c, v in cell.items()) + ")"
 
 
-def _replace_text(result: FindingResult, ours: str, paper: str) -> FindingResult:
-    return replace(result, ours=ours if result.estimate is not None else "—", paper=paper or "—")
+def _weight(weight: float) -> str:
+    return "" if abs(weight) == 1 else f"{abs(weight):g}"
 
 
-def _path(values: Sequence[float]) -> str:
-    """A chosen value along the axis, e.g. "0.75 → 0.5 → 0.25" (repeats collapsed)."""
-    shown: list[str] = []
-    for value in values:
-        if not shown or shown[-1] != _text(value):
-            shown.append(_text(value))
-    return " → ".join(shown)
+def _named(operand: Optional[Mapping[str, Any]]) -> set[str]:
+    named: set[str] = set()
+    for key, value in (operand or {}).items():
+        named |= set(value) if key == "not" else {key}
+    return named
 
 
 def _text(value: Any) -> str:

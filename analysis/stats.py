@@ -1,10 +1,19 @@
-"""95% intervals over seeds: Student's t for one cell, Welch's t for a difference of two.
+"""Estimates over seeds: a linear contrast of cell means, its standard error and degrees of freedom.
 
-scipy is not a dependency, so the t quantile comes from a table: the exact
-two-sided 95% quantiles t(0.975, df) for df = 1..30, 40, 60, 120 (as printed
-in every statistics textbook, to 3 decimals), and the normal 1.960 beyond.
-A df between two entries uses the entry *below* it (Welch's df is rarely an
-integer): a slightly larger quantile, so the interval errs on the wide side.
+Every finding is a linear contrast of cell means, sum_i c_i * mean_i: one
+cell (c = 1), a difference (1, -1), or an interaction of four cells
+(1, -1, -1, 1). Its standard error comes from the seeds in one of two ways:
+
+- Welch (the default): each cell its own variance s_i^2,
+  se^2 = sum_i c_i^2 s_i^2 / n_i, with the Welch-Satterthwaite degrees of freedom
+  df = se^4 / sum_i (c_i^2 s_i^2 / n_i)^2 / (n_i - 1) (fractional);
+- pooled: one residual variance s_p^2 across a sweep's cells, declared in the
+  sweep file, se^2 = s_p^2 sum_i c_i^2 / n_i, df = the pool's sum of (n_i - 1).
+  `pool` checks with Bartlett's test that the cells' variances are compatible.
+
+Quantiles are exact (scipy's Student t, fractional df included). An estimate
+whose se is 0 (every seed of every compared cell identical) has no interval:
+the seeds did not measure the noise, so nothing can be decided from them.
 """
 
 from __future__ import annotations
@@ -12,27 +21,21 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence, Union
 
-LEVEL = 0.95  # the only level the table supports
-# df -> t(0.975, df)
-T_975 = {
-    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-    9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120,
-    17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064,
-    25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000,
-    120: 1.980,
-}
-NORMAL_975 = 1.960
+from scipy import stats as _scipy
+
+Seeds = Sequence[float]
 
 
 @dataclass(frozen=True)
 class Interval:
-    """An estimate and its 95% interval [low, high]."""
+    """An estimate and its interval [low, high] at `confidence` (e.g. 0.95)."""
 
     estimate: float
     low: float
     high: float
+    confidence: float = 0.95
 
     def above(self, bound: float) -> bool:
         """The whole interval lies above `bound`."""
@@ -43,38 +46,131 @@ class Interval:
         return self.high < bound
 
 
-def t_quantile(df: float) -> float:
-    """t(0.975, df) from the table (df >= 1; fractional df rounds down, to the wider side)."""
-    if df < 1:
-        raise ValueError(f"degrees of freedom {df} < 1")
-    if df > max(T_975):
-        return NORMAL_975
-    return T_975[max(k for k in T_975 if k <= df)]
+@dataclass(frozen=True)
+class Estimate:
+    """A contrast of cell means with its standard error (> 0) and degrees of freedom."""
+
+    value: float
+    se: float
+    df: float
+
+    def interval(self, confidence: float) -> Interval:
+        """The two-sided interval value +- t(1 - (1 - confidence)/2, df) * se."""
+        half = t_quantile(1 - (1 - confidence) / 2, self.df) * self.se
+        return Interval(self.value, self.value - half, self.value + half, confidence)
+
+    def p_above(self, bound: float) -> float:
+        """One-sided p of H0: true <= bound (small when the value lies well above bound)."""
+        return float(_scipy.t.sf((self.value - bound) / self.se, self.df))
+
+    def p_below(self, bound: float) -> float:
+        """One-sided p of H0: true >= bound."""
+        return float(_scipy.t.cdf((self.value - bound) / self.se, self.df))
+
+    def p_two_sided(self, bound: float = 0.0) -> float:
+        """Two-sided p of H0: true == bound: the (1 - p) interval just touches bound."""
+        return min(1.0, 2 * min(self.p_above(bound), self.p_below(bound)))
+
+    def detectable(self, level: float, power: float) -> float:
+        """The smallest true |difference| a two-sided test at `level` finds with `power`:
+        (t(1 - level/2, df) + t(power, df)) * se (the minimum detectable effect)."""
+        return (t_quantile(1 - level / 2, self.df) + t_quantile(power, self.df)) * self.se
 
 
-def mean_interval(values: Sequence[float]) -> Interval | None:
-    """Mean of the seeds with a Student t 95% interval; None for fewer than 2 seeds."""
-    n = len(values)
-    if n < 2:
-        return None
-    mean = statistics.fmean(values)
-    half = t_quantile(n - 1) * statistics.stdev(values) / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half)
+@dataclass(frozen=True)
+class NoEstimate:
+    """Why a contrast has no standard error (its mean, when the cells have seeds)."""
+
+    reason: str
+    value: Optional[float] = None
 
 
-def welch_interval(a: Sequence[float], b: Sequence[float]) -> Interval | None:
-    """mean(a) - mean(b) with Welch's 95% interval (unequal variances); None if n < 2 on a side.
+@dataclass(frozen=True)
+class Pooled:
+    """One residual variance across a sweep's cells, and whether the cells agree on it.
 
-    se^2 = s_a^2/n_a + s_b^2/n_b; df = se^4 / ((s_a^2/n_a)^2/(n_a-1) + (s_b^2/n_b)^2/(n_b-1))
-    (Welch-Satterthwaite). Seeds with identical values (se = 0) give a zero-width interval.
+    `statistic`, `p`: Bartlett's test of equal variances over the `cells` pooled
+    (those with >= 2 seeds and a variance > 0; a cell at a floor, every seed
+    0.0 AP, has no noise to pool and is left out: its count is `floored`).
+    `compatible`: p >= the level the sweep declared (so the pool may be used)."""
+
+    variance: float
+    df: int
+    cells: int
+    floored: int
+    statistic: float
+    p: float
+    compatible: bool
+
+
+Result = Union[Estimate, NoEstimate]
+Term = tuple[float, Seeds]  # (weight c_i, the seeds of cell i)
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The p quantile of Student's t with df (> 0, fractional allowed; inf: the normal)."""
+    if not df > 0:
+        raise ValueError(f"degrees of freedom {df} must be > 0")
+    return float(_scipy.norm.ppf(p) if math.isinf(df) else _scipy.t.ppf(p, df))
+
+
+def contrast(terms: Sequence[Term], pooled: Optional[Pooled] = None) -> Result:
+    """sum_i c_i mean(seeds_i) with its se and df (Welch, or the pooled variance); see the module doc."""
+    if any(len(seeds) == 0 for _, seeds in terms):
+        return NoEstimate("a compared cell has no finished seed")
+    value = sum(c * statistics.fmean(seeds) for c, seeds in terms)
+    if pooled is not None:
+        se2 = pooled.variance * sum(c * c / len(seeds) for c, seeds in terms)
+        if se2 == 0:
+            return NoEstimate("the pooled variance is 0", value)
+        return Estimate(value, math.sqrt(se2), pooled.df)
+    if any(len(seeds) < 2 for _, seeds in terms):
+        return NoEstimate("a compared cell has one seed: no variance of its own", value)
+    parts = [(c * c * statistics.variance(seeds) / len(seeds), len(seeds) - 1) for c, seeds in terms]
+    se2 = sum(v for v, _ in parts)
+    if se2 == 0:  # every seed identical in every cell: collapsed cells (0.0 +- 0.0) do this
+        return NoEstimate("zero variance in every compared cell: the seeds did not measure the noise "
+                          "(a declared pooled variance would)", value)
+    df = se2 ** 2 / sum(v * v / k for v, k in parts if v > 0)
+    return Estimate(value, math.sqrt(se2), df)
+
+
+def difference(a: Seeds, b: Seeds, pooled: Optional[Pooled] = None) -> Result:
+    """mean(a) - mean(b) (Welch's t, or the pooled variance)."""
+    return contrast([(1.0, a), (-1.0, b)], pooled)
+
+
+def mean(a: Seeds, pooled: Optional[Pooled] = None) -> Result:
+    """mean(a) (Student's t, or the pooled variance)."""
+    return contrast([(1.0, a)], pooled)
+
+
+def bartlett(groups: Sequence[Seeds]) -> tuple[float, float]:
+    """Bartlett's test of equal variances: (statistic, p) over groups of >= 2 values, variance > 0.
+
+    T = [(N - k) ln s_p^2 - sum (n_i - 1) ln s_i^2] / C,
+    C = 1 + (sum 1/(n_i - 1) - 1/(N - k)) / (3 (k - 1)); T ~ chi^2(k - 1).
     """
-    if len(a) < 2 or len(b) < 2:
+    k = len(groups)
+    if k < 2:
+        return 0.0, 1.0
+    sizes = [len(g) - 1 for g in groups]
+    variances = [statistics.variance(g) for g in groups]
+    total = sum(sizes)
+    pooled = sum(d * v for d, v in zip(sizes, variances)) / total
+    numerator = total * math.log(pooled) - sum(d * math.log(v) for d, v in zip(sizes, variances))
+    correction = 1 + (sum(1 / d for d in sizes) - 1 / total) / (3 * (k - 1))
+    statistic = numerator / correction
+    return statistic, float(_scipy.chi2.sf(statistic, k - 1))
+
+
+def pool(groups: Sequence[Seeds], level: float = 0.05) -> Optional[Pooled]:
+    """The pooled residual variance of the cells with >= 2 seeds (None: no such cell with noise)."""
+    usable = [g for g in groups if len(g) >= 2]
+    noisy = [g for g in usable if statistics.variance(g) > 0]
+    if not noisy:
         return None
-    diff = statistics.fmean(a) - statistics.fmean(b)
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    se2 = va + vb
-    if se2 == 0:
-        return Interval(diff, diff, diff)
-    df = se2 ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = t_quantile(df) * math.sqrt(se2)
-    return Interval(diff, diff - half, diff + half)
+    df = sum(len(g) - 1 for g in noisy)
+    variance = sum((len(g) - 1) * statistics.variance(g) for g in noisy) / df
+    statistic, p = bartlett(noisy)
+    return Pooled(variance, df, len(noisy), len(usable) - len(noisy), statistic, p, p >= level)
