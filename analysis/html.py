@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from analysis.findings import NOT_REPRODUCED, REPRODUCED
 from analysis.layout import SPEED_METRIC, format_value, runs_page
 from analysis.render import _displayed  # the columns as every renderer shows them (n after the keys)
+from analysis.render_findings import decidable_text, design_line, level_text, ours_text, paper_text, relative_text
 from analysis.table import Table
 
 if TYPE_CHECKING:
@@ -99,14 +100,19 @@ def _meta(report: "Report", links: "RunLinks") -> str:
 
 
 def findings_html(results: Sequence["FindingResult"]) -> str:
-    """One row per finding: statement, ours, n, the paper's, the verdict (coloured), what was compared."""
-    rows = [_row(["finding", "ours", "n", "paper", "verdict", "compared"], header=True, keys=(0, 4, 5))]
+    """One row per finding: statement, ours and the paper's (each with its size relative to its
+    AP scale), seeds, the level used, the verdict (coloured), what was compared and what would decide it."""
+    rows = [_row(["finding", "ours", "paper", "seeds", "level", "verdict", "compared"], header=True, keys=(0, 5, 6))]
     for r in results:
         verdict = f'<span class="{VERDICT_CLASS.get(r.verdict, "unsure")}">{_e(r.verdict)}</span>'
-        cells = [_e(r.statement), _e(f"{r.ours} {r.unit}".strip()), str(r.n), _e(f"{r.paper} {r.unit}".strip()),
-                 verdict, f'<span class="note">{_e(r.compared)}</span>']
-        rows.append(_row(cells, keys=(0, 4, 5), wrap=(0, 5)))
-    return _table(rows)
+        ours = f"{ours_text(r)} ({relative_text(r.relative, r.signed)})" if r.relative is not None else ours_text(r)
+        paper = (f"{paper_text(r)} ({relative_text(r.paper_relative, r.signed)})" if r.paper_relative is not None
+                 else paper_text(r))
+        note = f"{r.compared}; {decidable_text(r)}"
+        cells = [_e(r.statement), _e(ours), _e(paper), _e(r.seeds), _e(level_text(r)), verdict,
+                 f'<span class="note">{_e(note)}</span>']
+        rows.append(_row(cells, keys=(0, 5, 6), wrap=(0, 6)))
+    return _table(rows) + f'<p class="note">{_e(design_line(results))}</p>'
 
 
 def table_html(table: Table) -> str:
