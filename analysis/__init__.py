@@ -13,8 +13,9 @@ from the parent run; analysis/declaration.py), never the sweep's name.
 | `derive.py` | the row-value derivations a declaration names (path, count, method) |
 | `aggregate.py`, `rows.py` | seeds -> groups (mean ± std); groups keyed like the paper's rows |
 | `paper.py`, `reference/` | the paper's numbers (focal_loss_paper.yaml) and findings (findings.yaml) |
-| `stats.py`, `findings.py` | 95% intervals (Student, Welch); the verdict rules |
-| `paper_findings.py` | the paper's findings evaluated on a sweep's rows |
+| `stats.py`, `findings.py` | contrasts over seeds (Welch or pooled, exact t, MDE, Bartlett); the verdict rules |
+| `design.py` | the declared test (`sweep.table.verdicts`): level, family-wise rule (Holm), power, pooled variance |
+| `paper_findings.py` | the paper's findings evaluated on a sweep's rows (the registry of comparison kinds) |
 | `table.py`, `tables.py` | the table structure; the declared table(s) built |
 | `render.py`, `render_findings.py` | Markdown / CSV / LaTeX / terminal; the Findings block |
 | `plots.py` | the plot kinds a declaration names (curve, bars, figure2) |

@@ -59,6 +59,7 @@ class Outcome:
     detectable: Optional[float]
     detects: str
     reason: str
+    seeds_needed: Optional[int] = None  # undecided: seeds per cell that would decide the observed effect
 
 
 class Evidence(Protocol):
@@ -95,8 +96,9 @@ class Directional:
         verdict, reason = ((REPRODUCED, f"interval {side} {self.bound:g}") if with_claim else
                            (NOT_REPRODUCED, f"interval {'below' if self.sign > 0 else 'above'} {self.bound:g}")
                            if against else (INCONCLUSIVE, f"interval straddles {self.bound:g}"))
+        needed = self.result.seeds_for(self.result.value - self.bound, level, power) if verdict == INCONCLUSIVE else None
         return Outcome(verdict, self.result.value, interval, level, self.result.detectable(level, power),
-                       self.detects, reason)
+                       self.detects, reason, needed)
 
 
 @dataclass(frozen=True)

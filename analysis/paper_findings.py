@@ -116,6 +116,7 @@ class FindingResult:
     confidence: Optional[float] = None  # of the interval shown
     p_value: float = 1.0  # the smallest level deciding it (what the family-wise rule ranks)
     detectable: Optional[float] = None  # minimum detectable effect at `level` (TOST: margin needed)
+    seeds_needed: Optional[int] = None  # undecided: seeds per cell that would decide the observed effect
     decidable: str = ""  # e.g. "decidable if the true difference is ≥ 2.1 AP"
     seeds: str = ""  # e.g. "3 of 3", "2 of 3, 1 failed"
     failed: int = 0  # trials of the compared cells that did not finish
@@ -402,6 +403,8 @@ def _result(finding: Finding, evaluated: Evaluated, level: float, context: Conte
         ours += f" [{fmt(interval.low)}, {fmt(interval.high)}]"
     paper = evaluated.paper_value
     decidable = "" if outcome.detectable is None else outcome.detects.format(f"{outcome.detectable:.1f} {unit}")
+    if outcome.seeds_needed is not None:
+        decidable += f"; the observed effect needs ~{outcome.seeds_needed} seeds per cell"
     count = _count(evaluated.cells, finding.metric)
     compared = f"{evaluated.compared}: {outcome.reason}" + (f"; {evaluated.note}" if evaluated.note else "")
     return FindingResult(
@@ -413,6 +416,7 @@ def _result(finding: Finding, evaluated: Evaluated, level: float, context: Conte
         paper_relative=_ratio(paper, evaluated.paper_reference),
         level=level, confidence=None if interval is None else interval.confidence,
         p_value=evaluated.evidence.p_value, detectable=outcome.detectable, decidable=decidable,
+        seeds_needed=outcome.seeds_needed,
         seeds=count.text(), failed=count.failed, variance=context.variance_text(finding.metric, unit), family=family,
         signed=evaluated.signed)
 

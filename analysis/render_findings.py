@@ -29,7 +29,7 @@ from analysis.render import default_console, latex_escape, md_line
 TITLE = "Findings of the paper, tested on our seeds"
 CSV_COLUMNS = ("finding", "statement", "verdict", "ours", "estimate", "low", "high", "confidence",
                "relative", "n", "seeds", "failed", "paper", "paper_value", "paper_relative", "unit",
-               "level", "p_value", "detectable", "decidable", "variance", "family", "compared")
+               "level", "p_value", "detectable", "seeds_needed", "decidable", "variance", "family", "compared")
 STYLES = {REPRODUCED: "green", NOT_REPRODUCED: "red"}  # inconclusive: yellow
 MISSING = "—"
 
@@ -64,7 +64,8 @@ def findings_csv(results: Sequence[FindingResult]) -> str:
         writer.writerow([r.id, r.statement, r.verdict, r.ours, _number(r.estimate), _number(r.low),
                          _number(r.high), _number(r.confidence, 4), _number(r.relative), r.n, r.seeds, r.failed,
                          r.paper, _number(r.paper_value), _number(r.paper_relative), r.unit,
-                         _number(r.level, 4), _number(r.p_value, 4), _number(r.detectable), r.decidable,
+                         _number(r.level, 4), _number(r.p_value, 4), _number(r.detectable),
+                         "" if r.seeds_needed is None else r.seeds_needed, r.decidable,
                          r.variance, r.family, r.compared])
     return buffer.getvalue()
 

@@ -53,6 +53,7 @@ class Estimate:
     value: float
     se: float
     df: float
+    seeds: int = 0  # the fewest seeds of a compared cell (0: unknown)
 
     def interval(self, confidence: float) -> Interval:
         """The two-sided interval value +- t(1 - (1 - confidence)/2, df) * se."""
@@ -75,6 +76,19 @@ class Estimate:
         """The smallest true |difference| a two-sided test at `level` finds with `power`:
         (t(1 - level/2, df) + t(power, df)) * se (the minimum detectable effect)."""
         return (t_quantile(1 - level / 2, self.df) + t_quantile(power, self.df)) * self.se
+
+    def seeds_for(self, effect: float, level: float, power: float, limit: int = 1000) -> Optional[int]:
+        """Seeds per compared cell that would detect a true |effect| with `power` at `level`:
+        the least m > seeds with detectable(m) <= |effect|, where se shrinks as √(seeds/m) and
+        df grows as (m - 1)/(seeds - 1), the variances staying as measured. None: beyond `limit`
+        (or no seed count known)."""
+        if self.seeds < 2 or effect == 0:
+            return None
+        for m in range(self.seeds + 1, limit + 1):
+            grown = Estimate(self.value, self.se * math.sqrt(self.seeds / m), self.df * (m - 1) / (self.seeds - 1))
+            if grown.detectable(level, power) <= abs(effect):
+                return m
+        return None
 
 
 @dataclass(frozen=True)
@@ -123,7 +137,7 @@ def contrast(terms: Sequence[Term], pooled: Optional[Pooled] = None) -> Result:
         se2 = pooled.variance * sum(c * c / len(seeds) for c, seeds in terms)
         if se2 == 0:
             return NoEstimate("the pooled variance is 0", value)
-        return Estimate(value, math.sqrt(se2), pooled.df)
+        return Estimate(value, math.sqrt(se2), pooled.df, min(len(seeds) for _, seeds in terms))
     if any(len(seeds) < 2 for _, seeds in terms):
         return NoEstimate("a compared cell has one seed: no variance of its own", value)
     parts = [(c * c * statistics.variance(seeds) / len(seeds), len(seeds) - 1) for c, seeds in terms]
@@ -132,7 +146,7 @@ def contrast(terms: Sequence[Term], pooled: Optional[Pooled] = None) -> Result:
         return NoEstimate("zero variance in every compared cell: the seeds did not measure the noise "
                           "(a declared pooled variance would)", value)
     df = se2 ** 2 / sum(v * v / k for v, k in parts if v > 0)
-    return Estimate(value, math.sqrt(se2), df)
+    return Estimate(value, math.sqrt(se2), df, min(len(seeds) for _, seeds in terms))
 
 
 def difference(a: Seeds, b: Seeds, pooled: Optional[Pooled] = None) -> Result:

@@ -148,6 +148,8 @@ def test_the_best_alpha_falls_as_an_interaction_contrast_with_holm_levels(analys
     assert contrast.verdict == INCONCLUSIVE and contrast.paper == "—"  # the paper lists only each γ's best α
     assert contrast.relative == pytest.approx(9 / 11)  # relative to AP(γ 2, α .25)
     assert contrast.seeds == "2 of 2"
+    assert contrast.seeds_needed > 2 and contrast.decidable.endswith(
+        f"; the observed effect needs ~{contrast.seeds_needed} seeds per cell")
     assert results["fl_gamma2_beats_best_ce"].estimate == pytest.approx(3.0)
     assert results["gamma5_below_gamma2"].seeds == "2 of 2, 1 cell not run"
     assert all(r.family == "Holm over 3 findings, 5% family-wise" for r in results.values())

@@ -128,3 +128,13 @@ def test_incompatible_variances_are_flagged():
     pooled = stats.pool([[1.0, 2.0, 3.0], [0.0, 100.0, 200.0]])
     assert not pooled.compatible and pooled.p < 0.01
     assert stats.pool([[0.0, 0.0], [1.0]]) is None  # nothing with noise to pool
+
+
+def test_seeds_that_would_decide_the_observed_effect():
+    """a = [1, 3], b = [5, 7]: -4 with se √2, df 2 from 2 seeds a cell. With m seeds the se is
+    √2 √(2/m) = 2/√m and the df 2 (m - 1); the MDE (t(0.975) + t(0.8)) 2/√m reaches 4 when
+    t(0.975) + t(0.8) <= 2√m: m = 3 (df 4): 2.7764 + 0.9410 = 3.717 > 3.464; m = 4 (df 6):
+    2.4469 + 0.9057 = 3.353 <= 4. So 4 seeds per cell."""
+    estimate = stats.difference([1.0, 3.0], [5.0, 7.0])
+    assert estimate.seeds == 2 and estimate.seeds_for(-4.0, 0.05, 0.8) == 4
+    assert estimate.seeds_for(0.0, 0.05, 0.8) is None and estimate.seeds_for(1e-6, 0.05, 0.8, limit=50) is None
