@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 from analysis.findings import NOT_REPRODUCED, REPRODUCED
 from analysis.layout import SPEED_METRIC, format_value, runs_page
+from analysis.provenance import Reproduction
 from analysis.render import _displayed  # the columns as every renderer shows them (n after the keys)
 from analysis.render_findings import decidable_text, design_line, level_text, ours_text, paper_text, relative_text
 from analysis.table import Table
@@ -71,7 +72,7 @@ def render_page(report: "Report", inputs: HtmlInputs) -> str:
     """The whole page as one string."""
     sweep = report.sweep
     links = RunLinks(inputs.tracking_uri, inputs.experiment_id)
-    parts = [f"<h1>Sweep {_e(sweep.name)}</h1>", _meta(report, links)]
+    parts = [f"<h1>Sweep {_e(sweep.name)}</h1>", _meta(report, links), reproduce_html(Reproduction.of(sweep))]
     if report.findings:
         parts += ["<h2>Findings of the paper, tested on our seeds</h2>", findings_html(report.findings)]
     for table in report.tables:
@@ -97,6 +98,16 @@ def _meta(report: "Report", links: "RunLinks") -> str:
     page = f' · <a href="{_e(links.page)}">the trials in MLflow, best AP first</a>' if links.page else ""
     return (f'<p class="meta">profile <b>{_e(sweep.profile or "?")}</b> · {_e(sweep.kind)} · '
             f"{len(sweep.trials)} trials ({_e(summary)}) · parent run {run}{page}</p>")
+
+
+def reproduce_html(reproduction: Reproduction) -> str:
+    """Under the title: the command that reproduces the sweep, the code it ran, the parent run."""
+    rebuilt = reproduction.command_note().strip()
+    note = f' <span class="note">{_e(rebuilt)}</span>' if rebuilt else ""
+    run = _e(reproduction.parent_run_id)
+    return (f'<p class="meta">Reproduce: <code>{_e(reproduction.shell_command)}</code>{note}<br>'
+            f"code: {reproduction.code_text(lambda text: f'<code>{_e(text)}</code>')}<br>"
+            f"this page again: <code>python -m analysis.report {run}</code> (the MLflow parent run)</p>")
 
 
 def findings_html(results: Sequence["FindingResult"]) -> str:

@@ -25,6 +25,7 @@ from analysis.html import FILE_NAME, HtmlInputs, write_html
 from analysis.layout import EXPERIMENT
 from analysis.paper_findings import FindingResult, sweep_findings
 from analysis.plots import Plot, make_plots
+from analysis.provenance import Reproduction
 from analysis.render import default_console, print_table, to_markdown, write_table
 from analysis.render_findings import findings_blocks, findings_markdown, print_findings
 from analysis.runs import SweepRecord, load_sweep, open_client, store_errors
@@ -105,19 +106,25 @@ def note_markdown(report: Report) -> str:
     if report.findings:
         lines += [findings_markdown(report.findings)]
     lines += [to_markdown(table) for table in report.tables]
+    lines += [Reproduction.of(sweep).markdown()]
     return "\n".join(lines)
 
 
 def write_report(sweep: SweepRecord, out_dir: Path, console: Console | None = None) -> Report:
-    """Tables, findings and plots of `sweep` into out_dir, tables and findings printed."""
+    """Tables, findings and plots of `sweep` into out_dir, tables and findings printed, then
+    how to reproduce it (the command, the commit, the parent run), also under each Markdown table."""
     console = console or default_console()
     _header(sweep, console)
     report = Report(sweep, out_dir, tables=build_tables(sweep), findings=sweep_findings(sweep))
+    reproduction = Reproduction.of(sweep)
     for i, table in enumerate(report.tables):
         print_table(table, console)
-        after = findings_blocks(report.findings) if i == 0 else None  # the findings test the main table
+        after = dict(findings_blocks(report.findings)) if i == 0 else {}  # the findings test the main table
+        after[".md"] = "\n".join(block for block in (after.get(".md"), reproduction.markdown()) if block)
         report.paths += write_table(table, out_dir, after=after)
     print_findings(report.findings, console)
+    for line in reproduction.lines():
+        console.print(line, highlight=False, soft_wrap=True)
     report.plots = make_plots(sweep, out_dir)
     for plot in report.plots:
         report.paths += plot.paths

@@ -78,6 +78,7 @@ class SweepRecord:
     status: str
     trials: list[TrialRecord]
     table: TableDeclaration = field(default_factory=TableDeclaration)  # sweep.table, parsed
+    tags: dict[str, str] = field(default_factory=dict)  # the parent's tags: the command, git state, versions
 
 
 def parse_param(text: str) -> Any:
@@ -143,6 +144,7 @@ def load_sweep(
         status=parent.info.status,
         trials=[trial_record(run) for run in layout.latest_per_cell(runs).values()],
         table=declaration_of(parent),
+        tags=dict(tags),
     )
 
 

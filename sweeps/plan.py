@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import itertools
 import json
+import shlex
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,7 @@ class SweepPlan:
     output_dir: Path
     reports_root: Path  # the report goes to <reports_root>/<name>/
     config_yaml: str  # the composed config, logged to the parent run
+    command: str = ""  # the command line that made it (the parent's sweep.command: the reports print it)
     work_root: Optional[str] = None  # set by the driver: trial folders (None: a temp folder on each worker)
 
     @property
@@ -165,9 +167,10 @@ class SweepPlan:
 
 
 # -- building the plan ---------------------------------------------------------
-def build_plan(cfg: DictConfig, overrides: Sequence[str] = ()) -> SweepPlan:
+def build_plan(cfg: DictConfig, overrides: Sequence[str] = (), config_dir: Optional[str] = None) -> SweepPlan:
     """The plan of a composed config (raises ConfigError, one line).
-    `overrides`: the command line's, so sweep keys given there beat `trimmed`."""
+    `overrides`: the command line's, so sweep keys given there beat `trimmed`;
+    with `config_dir`, they make the command the reports say reproduces the sweep."""
     values = resolved(cfg)
     if not values.get("sweep"):
         raise ConfigError("no sweep given: add +sweep=<name>")
@@ -189,7 +192,14 @@ def build_plan(cfg: DictConfig, overrides: Sequence[str] = ()) -> SweepPlan:
         tracking_uri=values["tracking"]["uri"], experiment=values["tracking"]["experiment"],
         max_failures=values["trial"]["max_failures"], trial_function=values["trial"]["function"],
         output_dir=Path(values["output_dir"]).resolve(), reports_root=Path(values["reports_dir"]).resolve(),
-        config_yaml=OmegaConf.to_yaml(cfg, resolve=True))
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True), command=sweep_command(overrides, config_dir))
+
+
+def sweep_command(overrides: Sequence[str], config_dir: Optional[str] = None) -> str:
+    """The command line of these overrides, quoted for a POSIX shell:
+    `python -m sweeps.run +sweep=gamma_alpha 'sweep.trimmed.cpu={loss.gamma:[0.0,2.0]}'`."""
+    flags = ["--config-dir", config_dir] if config_dir else []
+    return shlex.join(["python", "-m", "sweeps.run", *flags, *overrides])
 
 
 def make_cell(base: Mapping[str, Any], overrides: Mapping[str, Any], seed: int) -> Cell:

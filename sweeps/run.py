@@ -60,7 +60,7 @@ def plan_from(overrides: list[str], config_dir: Optional[str] = None) -> SweepPl
     if not any(item.lstrip("+").startswith("sweep=") for item in overrides):
         names = ", ".join(group_options("sweep", config_dir))
         raise ConfigError(f"no sweep given: add +sweep=<name>, one of {names}")
-    return build_plan(compose_config(overrides, config_dir), overrides)
+    return build_plan(compose_config(overrides, config_dir), overrides, config_dir)
 
 
 def run_plan(plan: SweepPlan, *, stop_after: Optional[int] = None, quiet: bool = False) -> Any:

@@ -83,8 +83,11 @@ class SweepTracker:
         if existing is not None:
             self.parent_id = existing.info.run_id
             self.client.update_run(self.parent_id, status=layout.RUNNING)
+            if plan.command:  # this invocation's: a resume (sweep.seeds=3) covers the earlier cells too
+                self.client.set_tag(self.parent_id, layout.COMMAND, plan.command)
             return True
-        tags = layout.parent_tags(plan.name, plan.profile, plan.kind, plan.base_hash, commit, plan.table)
+        tags = layout.parent_tags(plan.name, plan.profile, plan.kind, plan.base_hash, commit, plan.table,
+                                  command=plan.command)
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"{plan.name}-{plan.profile}")
         self.parent_id = run.info.run_id
         self._log_params(self.parent_id, plan.shared_values, existing={})

@@ -254,3 +254,48 @@ def test_a_sweep_copy_under_another_name_gets_the_declared_report(analysis_store
     assert out == tmp_path / "my_anchor_copy"
     assert sorted(p.name for p in out.iterdir()) == ["anchors_ap.png", "anchors_ap.svg", "index.html",
                                                      "table1c.csv", "table1c.md", "table1c.tex"]
+
+
+# --- how to reproduce a report ---------------------------------------------------
+
+
+def test_every_report_names_the_command_commit_and_parent_run_that_reproduce_it(tmp_path):
+    """Terminal end, Markdown files, the parent's description and the page: the command with its
+    overrides (as quoted for a shell), the commit and whether the tree was dirty, the parent run."""
+    from analysis import layout
+    from analysis.report import create_report
+    from tests.analysis_fixtures import log_fake_sweep, standard_trials
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = log_fake_sweep(uri, "gamma_alpha", standard_trials()["gamma_alpha"], artifact_location=str(tmp_path / "a"))
+    command = "python -m sweeps.run +sweep=gamma_alpha sweep.seeds=3 'sweep.trimmed.cpu={loss.gamma:[0.0,2.0]}'"
+    client = MlflowClient(uri)
+    for tag, value in ((layout.COMMAND, command), (layout.ENV_GIT_COMMIT, "a" * 40), (layout.ENV_GIT_DIRTY, "true")):
+        client.set_tag(parent, tag, value)
+    console = Console(file=io.StringIO(), width=200)
+    report = create_report(parent, tracking_uri=uri, reports_dir=tmp_path / "reports", console=console)
+    terminal = console.file.getvalue().rstrip().splitlines()
+    assert terminal[-4:] == [f"Reproduce: {command}",  # the end of what the terminal shows
+                             f"  code: git checkout {'a' * 40} (uncommitted changes: the commit alone is not "
+                             "the code that ran)",
+                             f"  MLflow parent run: {parent}",
+                             f"  this report again: python -m analysis.report {parent}"]
+    for name in ("table1b.md", "table1b_grid.md"):
+        markdown = (report.out_dir / name).read_text(encoding="utf-8")
+        assert f"- command: `{command}`" in markdown and f"`git checkout {'a' * 40}`" in markdown
+        assert f"- MLflow parent run: `{parent}`" in markdown
+    assert f"`{command}`" in client.get_run(parent).data.tags[layout.NOTE]
+    page = (report.out_dir / "index.html").read_text(encoding="utf-8")
+    assert "Reproduce: <code>python -m sweeps.run +sweep=gamma_alpha sweep.seeds=3 " \
+           "&#x27;sweep.trimmed.cpu={loss.gamma:[0.0,2.0]}&#x27;</code>" in page
+    assert f"<code>git checkout {'a' * 40}</code> (uncommitted changes" in page and parent in page
+
+
+def test_a_parent_from_before_the_command_was_recorded_gets_its_implied_command(analysis_store, tmp_path):
+    from analysis.provenance import Reproduction
+
+    reproduction = Reproduction.of(_sweep(analysis_store, "anchors"))
+    assert reproduction.shell_command == "python -m sweeps.run +sweep=anchors profile=cpu"
+    assert "rebuilt from the sweep's name and profile" in reproduction.command_note()
+    assert reproduction.checkout == f"git checkout {'0' * 40}"  # the parent's git_commit tag, the only one there
+    assert reproduction.tree_text() == "not known whether the tree was clean"

@@ -83,6 +83,27 @@ def test_the_parent_describes_the_sweep_in_markdown(fake_grid):
     assert "Findings of the paper" in note and "inconclusive" in note
 
 
+def test_the_report_names_the_command_that_reproduces_the_sweep(fake_grid):
+    """The command as given (overrides and all), recorded on the parent, printed at the terminal's
+    end of the report, under its Markdown tables and on its page, with the commit and the parent run."""
+    import shlex
+
+    outcome, client, screen = fake_grid
+    parent = client.get_run(outcome.parent_run_id).data.tags
+    words = shlex.split(parent[layout.COMMAND])
+    assert words[:4] == ["python", "-m", "sweeps.run", "+sweep=gamma_alpha"]
+    assert "trial.function=tests.fake_trials:ap_from_alpha" in words and "train.iterations=20" in words
+    assert f"Reproduce: {parent[layout.COMMAND]}" in screen
+    assert f"MLflow parent run: {outcome.parent_run_id}" in screen
+    markdown = (outcome.reports_dir / "table1b.md").read_text(encoding="utf-8")
+    assert f"- command: `{parent[layout.COMMAND]}`" in markdown
+    if (PROJECT / ".git").exists():  # a checkout: the commit it ran, clean or not
+        assert f"git checkout {parent[layout.ENV_GIT_COMMIT]}" in markdown
+        assert ("a clean tree" if parent[layout.ENV_GIT_DIRTY] == "false" else "uncommitted changes") in markdown
+    assert "Reproduce: <code>python -m sweeps.run +sweep=gamma_alpha" in (
+        outcome.reports_dir / "index.html").read_text(encoding="utf-8")
+
+
 def test_children_have_readable_names(fake_grid):
     outcome, client, _ = fake_grid
     _, children = _runs(client, outcome.parent_run_id)

@@ -147,3 +147,18 @@ def _record_config(config: TrialConfig, workdir: Path, report) -> dict:
     """A trial function that reports the config it was handed (no training)."""
     report({"iteration": 1, "gamma": config.loss.gamma})
     return {"iterations": config.train.iterations}
+
+
+def test_the_plan_knows_the_command_line_that_made_it():
+    """What the parent run records (sweep.command) and every report prints: quoted for a shell."""
+    import shlex
+
+    from sweeps.plan import sweep_command
+
+    overrides = ["+sweep=gamma_alpha", "sweep.trimmed.cpu={loss.gamma:[0.0,0.1,2.0]}", "sweep.seeds=3"]
+    command = sweep_command(overrides, config_dir="my conf")
+    assert command == ("python -m sweeps.run --config-dir 'my conf' +sweep=gamma_alpha "
+                       "'sweep.trimmed.cpu={loss.gamma:[0.0,0.1,2.0]}' sweep.seeds=3")
+    assert shlex.split(command)[4:] == ["my conf", *overrides]  # the shell gives back the same words
+    plan = build_plan(compose_config(["+sweep=gamma_alpha", "profile=smoke"]), ["+sweep=gamma_alpha", "profile=smoke"])
+    assert plan.command == "python -m sweeps.run +sweep=gamma_alpha profile=smoke"
