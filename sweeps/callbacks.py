@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from mlflow.entities import Run
 from ray import cloudpickle, tune
@@ -37,7 +37,13 @@ class MlflowCallback(tune.Callback):
     report, checkpoint and metrics.json at the end, FAILED with the error.
 
     Keeps no tally of its own: what happened is read back from MLflow, so it
-    also works where Tune runs it on the cluster (Ray Client, `ray://`)."""
+    also works where Tune runs it on the cluster (Ray Client, `ray://`).
+
+    A store that fails (a server down past its retries, a full disk) must not
+    end the sweep with Tune's traceback, nor fail a trial that trained well
+    (Tune turns an error in `on_trial_complete` into the trial's): the first
+    such error is kept in `broken`, nothing more is written, and `stopper()`
+    ends the Tune run; the driver then says so in one line."""
 
     def __init__(self, plan: SweepPlan, tracker: SweepTracker, previous: dict[str, Run], invocation: str,
                  environment_tags: Optional[dict[str, str]] = None) -> None:
@@ -51,6 +57,20 @@ class MlflowCallback(tune.Callback):
         self.environment = {k: v for k, v in (environment_tags or {}).items()
                             if k not in (layout.ENV_DEVICE, layout.DATA_DIGEST)}
         self.constant = constant_overrides(plan)  # overrides no trial's name needs to show
+        self.broken: Optional[BaseException] = None  # the store's first error; then nothing more is written
+
+    def stopper(self) -> tune.Stopper:
+        """Ends the Tune run once the store has failed (the trials could not be recorded)."""
+        return _StopWhenBroken(self)
+
+    def _guarded(self, hook: Callable[..., None], *args: Any) -> None:
+        """Run a hook unless the store already failed; keep its first error instead of raising."""
+        if self.broken is not None:
+            return
+        try:
+            hook(*args)
+        except Exception as error:  # noqa: BLE001 - kept, and reported by the driver in one line
+            self.broken = error
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable: the MLflow client is rebuilt from its URI where Tune unpickles this."""
@@ -66,7 +86,7 @@ class MlflowCallback(tune.Callback):
         self.tracker.parent_id = parent_id
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._run_of(trial)
+        self._guarded(self._run_of, trial)
 
     def _run_of(self, trial: Trial) -> str:
         """The trial's child run, opened on first sight (a trial whose worker never
@@ -85,6 +105,15 @@ class MlflowCallback(tune.Callback):
         self.runs[trial.trial_id] = self.tracker.start_child(self.plan, cell, reuse, self.invocation, extra, name)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        self._guarded(self._record_result, trial, result)
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._guarded(self._record_completion, trial)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._guarded(self._record_error, trial)
+
+    def _record_result(self, trial: Trial, result: dict) -> None:
         run_id = self._run_of(trial)
         metrics = numeric_metrics(result)
         if metrics:
@@ -95,7 +124,7 @@ class MlflowCallback(tune.Callback):
                 tags[layout.ENV_DEVICE] = str(result[layout.DEVICE_RESULT])
             self.tracker.set_tags(run_id, tags)
 
-    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def _record_completion(self, trial: Trial) -> None:
         run_id = self._run_of(trial)
         if (trial.last_result or {}).get(FINAL_FLAG):
             self._log_outputs(run_id, trial.checkpoint, int(trial.last_result.get("iteration", 0)))
@@ -109,7 +138,7 @@ class MlflowCallback(tune.Callback):
         if status == FINISHED:
             self._drop_workdir(trial)
 
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def _record_error(self, trial: Trial) -> None:
         self.tracker.finish_child(self._run_of(trial), FAILED, error=trial_error_text(trial))
 
     def _drop_workdir(self, trial: Trial) -> None:
@@ -136,6 +165,19 @@ class MlflowCallback(tune.Callback):
             per_class = per_class_metrics(Path(folder) / layout.PER_CLASS_FILE)
             if per_class:
                 self.tracker.log_metrics(run_id, per_class, step=step)
+
+
+class _StopWhenBroken(tune.Stopper):
+    """Tune's stop condition: the MLflow callback's store has failed."""
+
+    def __init__(self, callback: MlflowCallback) -> None:
+        self.callback = callback
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.callback.broken is not None
 
 
 def per_class_metrics(path: Path) -> dict[str, float]:

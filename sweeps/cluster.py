@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 from urllib.parse import urlparse
 
 from detector.config import ConfigError
@@ -66,9 +66,10 @@ def quiet_ray() -> None:
 
 
 @contextmanager
-def ray_cluster(cluster: dict[str, Any]) -> Iterator[ClusterInfo]:
+def ray_cluster(cluster: dict[str, Any], say: Callable[[str], None] = print) -> Iterator[ClusterInfo]:
     """Ray initialised for the sweep; shut down afterwards if this call started
-    or connected it. A Ray already initialised in this process (tests) is reused."""
+    or connected it. A Ray already initialised in this process (tests) is reused.
+    `say` gets the "waiting for workers" line of a cluster that scales from zero."""
     import ray
 
     quiet_ray()
@@ -77,8 +78,10 @@ def ray_cluster(cluster: dict[str, Any]) -> Iterator[ClusterInfo]:
         _init(ray, cluster.get("address"), cluster.get("num_cpus"))
     try:
         info = _describe(ray, cluster.get("address"))
-        _check_fits(info, cluster)
-        _check_storage(info, cluster)
+        waiting = _check_fits(info, cluster)
+        _check_storage(info, cluster, scaling=waiting is not None)
+        if waiting:
+            say(waiting)
         yield info
     finally:
         if owned:
@@ -125,20 +128,33 @@ def _describe(ray: Any, address: Optional[str]) -> ClusterInfo:
         machines=len({node.get("NodeManagerAddress") for node in nodes}))
 
 
-def _check_fits(info: ClusterInfo, cluster: dict[str, Any]) -> None:
-    """A trial needing more than any one node has would wait forever: say so instead."""
+def _check_fits(info: ClusterInfo, cluster: dict[str, Any]) -> Optional[str]:
+    """Whether one trial fits one node as the cluster stands.
+
+    A local cluster is all there will be: a trial needing more than any node has
+    would wait forever, so that is a one-line error. An existing cluster may scale
+    up from zero (both files in docs/cluster/ start with no GPU worker): its trials
+    wait for the autoscaler, and the returned line says so (None: it fits now)."""
     cpus, gpus = cluster["cpus_per_trial"], cluster.get("gpus_per_trial") or 0
-    if cpus > info.max_node_cpus:
-        raise ConfigError(f"cluster.cpus_per_trial={cpus} but no Ray node has more than {info.max_node_cpus:g} CPUs")
-    if gpus > info.max_node_gpus:
-        raise ConfigError(f"cluster.gpus_per_trial={gpus} but no Ray node has more than {info.max_node_gpus:g} GPUs")
+    short = [(f"cluster.{key}={need:g}", f"{most:g} {kind}")
+             for key, need, most, kind in (("cpus_per_trial", cpus, info.max_node_cpus, "CPUs"),
+                                           ("gpus_per_trial", gpus, info.max_node_gpus, "GPUs")) if need > most]
+    if not short:
+        return None
+    if info.local:
+        setting, most = short[0]
+        raise ConfigError(f"{setting} but no Ray node has more than {most}")
+    return (f"waiting for workers: no Ray node fits {' and '.join(s for s, _ in short)} yet "
+            f"({info.nodes} node(s) now); the trials start as the autoscaler adds nodes (Ctrl-C stops)")
 
 
-def _check_storage(info: ClusterInfo, cluster: dict[str, Any]) -> None:
+def _check_storage(info: ClusterInfo, cluster: dict[str, Any], scaling: bool = False) -> None:
     """Trials on other machines hand their checkpoint to Tune's storage, which
-    they must all reach (Ray refuses a path only one machine has)."""
-    if info.machines > 1 and not cluster.get("storage_path"):
-        raise ConfigError(f"the Ray cluster spans {info.machines} machines: set cluster.storage_path to storage "
+    they must all reach (Ray refuses a path only one machine has). A cluster
+    `scaling` up for the trials will run them on machines not there yet."""
+    if (info.machines > 1 or scaling) and not cluster.get("storage_path"):
+        where = "will add machines for the trials" if scaling else f"spans {info.machines} machines"
+        raise ConfigError(f"the Ray cluster {where}: set cluster.storage_path to storage "
                           "they all reach (s3://bucket/path, gs://..., or a shared NFS folder)")
 
 

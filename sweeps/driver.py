@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from mlflow.entities import Run
+from ray.tune.stopper import CombinedStopper
 
 from analysis import layout
 from analysis.layout import FAILED, FINISHED, KILLED, RUNNING
@@ -30,6 +31,7 @@ from sweeps.callbacks import MlflowCallback
 from sweeps.cluster import ClusterInfo, ray_cluster
 from sweeps.continuation import parent_to_continue
 from sweeps.estimate import estimate_line
+from sweeps.failures import SweepAborted, aborted_message
 from sweeps.lease import SweepLease
 from sweeps.plan import Cell, SweepPlan
 from sweeps.progress import MlflowPoller, ProgressBoard, ProgressCallback
@@ -89,7 +91,7 @@ class SweepDriver:
             return self._already_done(tracker, existing.info.run_id)
         trials = len(resume[0]) if resume is not None else self.plan.search.num_samples if self.plan.search else 0
         self.console.print(estimate_line(self.plan, trials), highlight=False, soft_wrap=True)
-        with ray_cluster(self.plan.cluster) as info:
+        with ray_cluster(self.plan.cluster, say=lambda line: self.console.print(line, highlight=False)) as info:
             resumed = tracker.open_parent(self.plan, existing, git_commit(PROJECT_ROOT))
             plan = self._with_workspace(tracker.parent_id, info)
             if resume is not None:
@@ -135,8 +137,9 @@ class SweepDriver:
             prepare_datasets([cell.config for cell in pending])
         env = self._tag_environment(tracker, plan.cells[0].config.data, info)
         board = self._board(len(pending), before, info)
-        callbacks = [MlflowCallback(plan, tracker, previous, self.invocation, env), *self._progress(plan, board, info)]
-        self._fit(grid_tuner(plan, pending, self._run_config(plan, info, callbacks)), board, tracker, plan, info)
+        recorder = MlflowCallback(plan, tracker, previous, self.invocation, env)
+        run = self._run_config(plan, info, recorder, self._progress(plan, board, info))
+        self._fit(grid_tuner(plan, pending, run), board, tracker, plan, info, recorder)
         return self._finish(tracker, len(pending), before)
 
     # -- search --------------------------------------------------------------
@@ -153,9 +156,10 @@ class SweepDriver:
         searcher, _ = make_searcher(search, plan.name, plan.profile, plan.base_seed)
         scheduler = make_scheduler(search, plan.base_config.train.iterations)
         board = self._board(search.num_samples, before, info)
-        callbacks = [MlflowCallback(plan, tracker, {}, self.invocation, env), *self._progress(plan, board, info)]
-        tuner = search_tuner(plan, searcher, scheduler, self._run_config(plan, info, callbacks))
-        self._fit(tuner, board, tracker, plan, info)
+        recorder = MlflowCallback(plan, tracker, {}, self.invocation, env)
+        tuner = search_tuner(plan, searcher, scheduler,
+                             self._run_config(plan, info, recorder, self._progress(plan, board, info)))
+        self._fit(tuner, board, tracker, plan, info, recorder)
         outcome = self._finish(tracker, search.num_samples, before)
         count = study_trial_count(search, plan.name, plan.profile)
         outcome.study = f"'{study_name(search, plan.name, plan.profile)}' in {describe_storage(search)} ({count} trials)"
@@ -173,11 +177,16 @@ class SweepDriver:
         callbacks run on the cluster (the display then polls MLflow, see _fit)."""
         return [] if info.client else [ProgressCallback(plan, board)]
 
-    def _run_config(self, plan: SweepPlan, info: ClusterInfo, callbacks: list) -> Any:
-        stopper = StopAfterTrials(self.stop_after) if self.stop_after else None
+    def _run_config(self, plan: SweepPlan, info: ClusterInfo, recorder: MlflowCallback, display: list) -> Any:
+        """Tune's settings: the MLflow recorder (whose stopper ends the run if the store
+        fails), the display, and `stop_after` (a test's stand-in for Ctrl-C)."""
+        callbacks, stoppers = [recorder, *display], [recorder.stopper()]
+        if self.stop_after:
+            stop_after = StopAfterTrials(self.stop_after)
+            callbacks.append(stop_after)
+            stoppers.append(stop_after)
         name = f"{plan.name}-{time.strftime('%Y%m%d-%H%M%S')}-{self.invocation[:6]}"
-        return run_config(plan, name, self._storage_path(info), [*callbacks, stopper] if stopper else callbacks,
-                          stopper)
+        return run_config(plan, name, self._storage_path(info), callbacks, CombinedStopper(*stoppers))
 
     def _storage_path(self, info: ClusterInfo) -> Optional[str]:
         """Where Tune puts trial checkpoints before the driver logs them to MLflow:
@@ -189,9 +198,12 @@ class SweepDriver:
         return None if info.client else str(self.plan.output_dir / "ray_results")
 
     def _fit(self, tuner: Any, board: ProgressBoard, tracker: SweepTracker, plan: SweepPlan,
-             info: ClusterInfo) -> None:
+             info: ClusterInfo, recorder: MlflowCallback) -> None:
         """Tuner.fit under the live display. A first Ctrl-C makes Tune stop and
-        return; a second one raises KeyboardInterrupt: runs are closed either way."""
+        return; a second one raises KeyboardInterrupt: runs are closed either way.
+        A store that failed under the recorder, or any callback's error, raises
+        SweepAborted (one line; this invocation's open runs marked KILLED where
+        the store answers), never Tune's traceback and its advice to call Tuner.restore."""
         poller = MlflowPoller(tracker, plan, self.invocation, board) if info.client else None
         start = time.perf_counter()
         try:
@@ -201,10 +213,14 @@ class SweepDriver:
             tally = close_and_tally(tracker, self.invocation)
             tracker.close_parent(KILLED, tally.counts)
             raise
+        except Exception as error:  # noqa: BLE001 - a callback's (MLflow, disk): one line, resumable
+            raise SweepAborted(aborted_message(error, marked=mark_killed(tracker, self.invocation))) from error
         finally:
             self.fit_seconds = time.perf_counter() - start
         if info.local:
             _remove_tune_copies(results)
+        if recorder.broken is not None:
+            raise SweepAborted(aborted_message(recorder.broken, marked=mark_killed(tracker, self.invocation)))
 
     def _finish(self, tracker: SweepTracker, planned: int, before: int) -> SweepOutcome:
         """Close the runs left open, end the parent, and sum up (from MLflow: the
@@ -244,6 +260,18 @@ def close_and_tally(tracker: SweepTracker, invocation: str) -> Tally:
                 for r in runs if r.info.status == FAILED}
     counts = {"finished": statuses.count(FINISHED), "failed": statuses.count(FAILED), "killed": statuses.count(KILLED)}
     return Tally(counts, failures, len(runs))
+
+
+def mark_killed(tracker: SweepTracker, invocation: str) -> bool:
+    """After a service failed mid-sweep: this invocation's open runs and the parent
+    become KILLED, where the store still answers. Returns whether that worked; if
+    not, they stay RUNNING, which the next invocation resumes the same way."""
+    try:
+        tally = close_and_tally(tracker, invocation)
+        tracker.close_parent(KILLED, tally.counts)
+    except Exception:  # noqa: BLE001 - the store is what failed; the caller says so in its line
+        return False
+    return True
 
 
 def grid_resume(children: list[Run], cells: Sequence[Cell]) -> GridResume:

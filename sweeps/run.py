@@ -17,18 +17,21 @@ from typing import Any, Optional, Sequence
 
 from detector.config import ConfigError
 from sweeps.compose import HelpRequested, compose_config, group_options, split_argv, usage
+from sweeps.failures import SweepAborted, failed_trials_message
 from sweeps.lease import SweepBusy
 from sweeps.plan import SweepPlan, build_plan
 from sweeps.timing import needs_quiet_timing, time_quietly
 
+EXIT_TRIALS_FAILED = 1  # the sweep ran; some trials failed (each named in the summary)
 EXIT_USER_ERROR = 2
+EXIT_ABORTED = 69  # EX_UNAVAILABLE: a service (tracking store, disk) failed mid-sweep; run again to continue
 EXIT_BUSY = 75  # EX_TEMPFAIL: another invocation is running this sweep; try again later
 EXIT_INTERRUPTED = 130
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """CLI: a user error is one line and exit 2 (75 when the sweep is running elsewhere);
-    Ctrl-C exits 130 (run again to continue)."""
+    failed trials exit 1, a service failing mid-sweep 69, Ctrl-C 130 (run again to continue)."""
     try:
         overrides, config_dir = split_argv(sys.argv[1:] if argv is None else argv)
         plan = plan_from(overrides, config_dir)
@@ -39,11 +42,27 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)  # a user error: one line, no traceback
         sys.exit(EXIT_BUSY if isinstance(error, SweepBusy) else EXIT_USER_ERROR)
+    except SweepAborted as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(EXIT_ABORTED)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue the sweep", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    code = exit_code(outcome)
+    if code:
+        sys.exit(code)
+
+
+def exit_code(outcome: Any) -> int:
+    """130 for an interrupted sweep, 1 when a trial failed (one line on stderr after the
+    summary, which names each failed cell), else 0."""
     if outcome.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    if outcome.counts.get("failed"):
+        total = sum(outcome.counts.get(key, 0) for key in ("finished", "failed", "killed"))
+        print(f"error: {failed_trials_message(outcome.failures, total)}", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    return 0
 
 
 def main_with(overrides: list[str], *, config_dir: Optional[str] = None, stop_after: Optional[int] = None,
