@@ -22,6 +22,7 @@ from analysis.layout import FAILED, FINISHED, KILLED
 from sweeps import environment
 from sweeps.plan import Cell, SweepPlan
 from sweeps.progress import constant_overrides, trial_label
+from sweeps.redact import conceal, reveal
 from sweeps.tracking import SweepTracker
 from sweeps.trainable import FINAL_FLAG, cell_of
 
@@ -76,13 +77,14 @@ class MlflowCallback(tune.Callback):
         """Picklable: the MLflow client is rebuilt from its URI where Tune unpickles this."""
         state = dict(self.__dict__)
         tracker = state.pop("tracker")
-        state["_store"] = (tracker.uri, tracker.experiment, tracker.parent_id)
+        # Tune pickles its callbacks into storage_path: the URI goes without its password
+        state["_store"] = (conceal(tracker.uri), tracker.experiment, tracker.parent_id)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         uri, experiment, parent_id = state.pop("_store")
         self.__dict__.update(state)
-        self.tracker = SweepTracker(uri, experiment)
+        self.tracker = SweepTracker(reveal(uri), experiment)
         self.tracker.parent_id = parent_id
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

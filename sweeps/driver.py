@@ -123,11 +123,12 @@ class SweepDriver:
         return outcome
 
     def _with_workspace(self, parent_id: str, info: ClusterInfo) -> SweepPlan:
-        """The plan with its trial folders: under output_dir on a cluster of this
-        machine (one disk), else a temp folder on each worker."""
+        """The plan Tune gets: its trial folders under output_dir on a cluster of this
+        machine (one disk), else a temp folder on each worker; its store passwords
+        concealed (Tune pickles the plan into its storage; the driver keeps them)."""
         name = f"{self.plan.name}-{parent_id[:8]}"
         work_root = str(self.plan.output_dir / "trials" / name) if info.local else None
-        return dataclasses.replace(self.plan, work_root=work_root)
+        return dataclasses.replace(self.plan.concealed(), work_root=work_root)
 
     # -- grid ----------------------------------------------------------------
     def _run_grid(self, tracker: SweepTracker, plan: SweepPlan, info: ClusterInfo,
@@ -146,7 +147,7 @@ class SweepDriver:
     def _run_search(self, tracker: SweepTracker, plan: SweepPlan, info: ClusterInfo) -> SweepOutcome:
         from sweeps.search import describe_storage, make_scheduler, make_searcher, study_name, study_trial_count
 
-        search = plan.search
+        search = self.plan.search  # the driver's own: its storage keeps the password Optuna needs
         assert search is not None
         children = close_stale_children(tracker)
         before = sum(run.info.status == FINISHED for run in children)

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from analysis import layout
 from detector.config import ConfigError, TrialConfig
 from sweeps.compose import resolved
+from sweeps.redact import conceal, redact
 from sweeps.schema import trial_part
 
 KINDS = ("grid", "search")
@@ -114,8 +115,8 @@ class SweepPlan:
     trial_function: str  # "module:function"
     output_dir: Path
     reports_root: Path  # the report goes to <reports_root>/<name>/
-    config_yaml: str  # the composed config, logged to the parent run
-    command: str = ""  # the command line that made it (the parent's sweep.command: the reports print it)
+    config_yaml: str  # the composed config, passwords redacted (sweeps/redact.py), logged to the parent run
+    command: str = ""  # the command line that made it, passwords redacted (the parent's sweep.command: the reports print it)
     work_root: Optional[str] = None  # set by the driver: trial folders (None: a temp folder on each worker)
 
     @property
@@ -160,6 +161,15 @@ class SweepPlan:
         root = Path(self.work_root) if self.work_root else Path(tempfile.gettempdir()) / "retinanet-sweeps" / self.name
         return root / digest
 
+    def concealed(self) -> "SweepPlan":
+        """This plan as Tune may hold it (its workers, its pickled state): the store
+        addresses with their passwords concealed (sweeps/redact.py). The driver
+        keeps the original to connect."""
+        search = (dataclasses.replace(self.search, storage=conceal(self.search.storage))
+                  if self.search is not None else None)
+        tracking_uri = conceal(self.tracking_uri) if self.tracking_uri else self.tracking_uri
+        return dataclasses.replace(self, search=search, tracking_uri=tracking_uri)
+
     def trial_function_object(self) -> Callable[..., dict]:
         """Import `module:function` (the real detector unless a test or benchmark swaps it)."""
         module_name, _, attribute = self.trial_function.partition(":")
@@ -192,7 +202,8 @@ def build_plan(cfg: DictConfig, overrides: Sequence[str] = (), config_dir: Optio
         tracking_uri=values["tracking"]["uri"], experiment=values["tracking"]["experiment"],
         max_failures=values["trial"]["max_failures"], trial_function=values["trial"]["function"],
         output_dir=Path(values["output_dir"]).resolve(), reports_root=Path(values["reports_dir"]).resolve(),
-        config_yaml=OmegaConf.to_yaml(cfg, resolve=True), command=sweep_command(overrides, config_dir))
+        config_yaml=redact(OmegaConf.to_yaml(cfg, resolve=True)),  # logged and printed: no password
+        command=redact(sweep_command(overrides, config_dir)))
 
 
 def sweep_command(overrides: Sequence[str], config_dir: Optional[str] = None) -> str:

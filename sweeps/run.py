@@ -20,6 +20,7 @@ from sweeps.compose import HelpRequested, compose_config, group_options, split_a
 from sweeps.failures import SweepAborted, failed_trials_message
 from sweeps.lease import SweepBusy
 from sweeps.plan import SweepPlan, build_plan
+from sweeps.redact import redact
 from sweeps.timing import needs_quiet_timing, time_quietly
 
 EXIT_TRIALS_FAILED = 1  # the sweep ran; some trials failed (each named in the summary)
@@ -40,10 +41,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(usage("sweeps.run", request.config_dir))
         return
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)  # a user error: one line, no traceback
+        print(f"error: {redact(str(error))}", file=sys.stderr)  # a user error: one line, no traceback
         sys.exit(EXIT_BUSY if isinstance(error, SweepBusy) else EXIT_USER_ERROR)
     except SweepAborted as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {redact(str(error))}", file=sys.stderr)  # a store's error may quote its URI
         sys.exit(EXIT_ABORTED)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue the sweep", file=sys.stderr)
@@ -125,25 +126,25 @@ def _runs_page(outcome: Any) -> Optional[str]:
     except Exception:  # noqa: BLE001 - a convenience line; the results are in MLflow either way
         return None
     served = urlparse(outcome.tracking_uri).scheme in ("http", "https")
-    return runs_page(outcome.tracking_uri if served else "http://127.0.0.1:5000", experiment_id)
+    return runs_page(redact(outcome.tracking_uri) if served else "http://127.0.0.1:5000", experiment_id)
 
 
 def print_summary(outcome: Any, console: Any) -> None:
-    """Final lines: how it went and where the results are."""
-    plan, c = outcome.plan, outcome.counts
+    """Final lines: how it went and where the results are (store passwords redacted)."""
+    plan, c, uri = outcome.plan, outcome.counts, redact(outcome.tracking_uri)
     console.print(f"[bold]{plan.name}[/] ({plan.profile}): {c['finished']} finished, {c['failed']} failed"
                   + (f", {c['before']} done in earlier runs" if c.get("before") else ""), soft_wrap=True)
     for key, error in outcome.failures.items():
-        console.print(f"  [red]failed[/] {key}: {error.splitlines()[0][:160] if error else ''}",
+        console.print(f"  [red]failed[/] {key}: {redact(error.splitlines()[0])[:160] if error else ''}",
                       highlight=False, soft_wrap=True)
     if outcome.interrupted:
         console.print(f"[yellow]interrupted[/]: {c['killed']} trial(s) not finished; run the same command "
                       "again to continue (finished trials are kept)", soft_wrap=True)
     if outcome.study:
-        console.print(f"Optuna study: {outcome.study}", highlight=False, soft_wrap=True)
+        console.print(f"Optuna study: {redact(outcome.study)}", highlight=False, soft_wrap=True)
     console.print(f"MLflow: experiment '{plan.experiment}', parent run {outcome.parent_run_id} "
-                  f"at {outcome.tracking_uri}", highlight=False, soft_wrap=True)
-    console.print(f"  browse: mlflow ui --backend-store-uri {outcome.tracking_uri}", highlight=False, soft_wrap=True)
+                  f"at {uri}", highlight=False, soft_wrap=True)
+    console.print(f"  browse: mlflow ui --backend-store-uri {uri}", highlight=False, soft_wrap=True)
     page = _runs_page(outcome)
     if page:
         console.print(f"  the trials, best first: {page}", highlight=False, soft_wrap=True)

@@ -15,6 +15,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from detector.config import ConfigError
 from sweeps.plan import SearchSpec
+from sweeps.redact import conceal, redact, reveal
 from sweeps.trainable import FINAL_FLAG
 
 SAMPLERS = ("tpe", "random")
@@ -62,10 +63,24 @@ def check_search(spec: SearchSpec) -> None:
             raise ConfigError(f"sweep.asha.{key}={value!r} must be >= {1 if key == 'grace_period' else 'above 1'}")
 
 
+class ConcealedRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage, pickled without the password of its URL: Tune pickles
+    the searcher (and so its storage) into storage_path. Unpickled in this
+    process it connects again with the original (sweeps/redact.py)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["url"] = conceal(state["url"])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__({**state, "url": reveal(state["url"])})
+
+
 def optuna_storage(storage: str) -> optuna.storages.BaseStorage:
     """A journal file for a plain path (safe for several processes), else an RDB URL."""
     if "://" in storage:
-        return optuna.storages.RDBStorage(storage)
+        return ConcealedRDBStorage(storage)
     from optuna.storages.journal import JournalFileBackend
 
     path = Path(storage).expanduser().resolve()
@@ -122,7 +137,7 @@ def study_trial_count(spec: SearchSpec, name: str, profile: str) -> int:
 
 def describe_storage(spec: SearchSpec) -> str:
     """Where the study lives, for the final summary."""
-    return spec.storage if "://" in spec.storage else str(Path(spec.storage).expanduser().resolve())
+    return redact(spec.storage) if "://" in spec.storage else str(Path(spec.storage).expanduser().resolve())
 
 
 

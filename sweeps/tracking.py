@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from analysis import layout
 from sweeps.lease import store_lock
 from sweeps.plan import Cell, SweepPlan
+from sweeps.redact import redact
 
 PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
 
@@ -128,7 +129,7 @@ class SweepTracker:
     def finish_child(self, run_id: str, status: str, error: Optional[str] = None) -> None:
         """End a child run; a failure keeps its error text in the `error` tag."""
         if error is not None:
-            self.client.set_tag(run_id, layout.ERROR, error[:layout.ERROR_CHARS])
+            self.client.set_tag(run_id, layout.ERROR, redact(error)[:layout.ERROR_CHARS])
         self.client.set_terminated(run_id, status=status)
 
     # -- logging -----------------------------------------------------------
@@ -154,7 +155,10 @@ class SweepTracker:
 
     def _log(self, run_id: str, metrics: Iterable[Metric] = (), params: Iterable[Param] = (),
              tags: Iterable[RunTag] = ()) -> None:
-        self.client.log_batch(run_id, metrics=list(metrics), params=list(params), tags=list(tags), synchronous=True)
+        """One request; a password in any param or tag (a URI in an error text) is redacted first."""
+        params = [Param(p.key, redact(p.value)) for p in params]
+        tags = [RunTag(t.key, redact(t.value)) for t in tags]
+        self.client.log_batch(run_id, metrics=list(metrics), params=params, tags=tags, synchronous=True)
 
 
 def _yaml(values: dict[str, Any]) -> str:
