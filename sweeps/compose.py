@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException, MissingConfigException
@@ -104,6 +105,8 @@ def compose_config(overrides: Sequence[str], config_dir: Optional[str] = None,
             raise ConfigError(_missing_message(error, loader, searchpath)) from None
         except HydraException as error:
             raise ConfigError(_hydra_message(error)) from None
+        except yaml.YAMLError as error:  # a config file that is not YAML (Hydra lets the parser's error through)
+            raise ConfigError(_yaml_message(error)) from None
     OmegaConf.set_readonly(cfg, True)  # composed once: nothing downstream edits it
     return cfg
 
@@ -163,6 +166,14 @@ def _missing_message(error: MissingConfigException, loader: object, searchpath: 
         return _first_line(error)
     options = sorted(loader.get_group_options(group, config_name=CONFIG_NAME, overrides=searchpath))
     return f"unknown {group} {choice!r}; available: {', '.join(options)}"
+
+
+def _yaml_message(error: yaml.YAMLError) -> str:
+    """"YAML syntax error in FILE, line L, column C: PROBLEM" (the parser's text spans several lines)."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or _first_line(error)
+    where = f" in {mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"YAML syntax error{where}: {problem}"
 
 
 def _hydra_message(error: HydraException) -> str:

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from analysis import layout
 from detector.config import ConfigError, TrialConfig
 from sweeps.compose import resolved
+from sweeps.inputs import check_name, check_trial_files
 from sweeps.redact import conceal, redact
 from sweeps.schema import trial_part
 
@@ -188,11 +189,14 @@ def build_plan(cfg: DictConfig, overrides: Sequence[str] = (), config_dir: Optio
     spec = parse_sweep(values["sweep"])
     spec = apply_trimmed(spec, profile, command_line_keys(overrides))
     _check_table(spec.table)
+    check_name("sweep.name", spec.name)
+    check_name("tracking.experiment", values["tracking"]["experiment"])
     base = _absolute_paths(trial_part(values))
     base_config = TrialConfig.from_dict(base)  # the base itself must be valid, whatever the cells change
     cluster = values["cluster"]
     _check_orchestration(values, cluster)
     cells = tuple(grid_cells(spec, base)) if spec.kind == "grid" else ()
+    check_trial_files([base_config, *(cell.config for cell in cells)], local=not cluster.get("address"))
     if spec.search is not None:
         _check_search_corners(spec.search, base)
     return SweepPlan(
@@ -321,7 +325,10 @@ def _check_search(search: SearchSpec, name: str) -> None:
 
     if not search.space:
         raise ConfigError(f"sweep {name} is a search but sweep.space is empty")
+    if not isinstance(search.space, Mapping):
+        raise ConfigError(f"sweep.space={search.space!r} must map each key to {{type: ..., low: ..., high: ...}}")
     for key, param in search.space.items():
+        _check_param_types(key, param)
         if param.get("type") not in PARAM_TYPES:
             raise ConfigError(f"sweep.space.{key}.type={param.get('type')!r} must be one of {', '.join(PARAM_TYPES)}")
         if param["type"] == "categorical" and not param.get("choices"):
@@ -335,6 +342,24 @@ def _check_search(search: SearchSpec, name: str) -> None:
     if not isinstance(search.eval_every, int) or search.eval_every < 1:
         raise ConfigError(f"sweep.eval_every={search.eval_every!r} must be an integer >= 1 (ASHA compares evaluations)")
     check_search(search)
+
+
+def _check_param_types(key: str, param: Any) -> None:
+    """One dimension of sweep.space is a mapping with numeric low/high, a list of
+    choices, a boolean log (a wrong type would fail deep inside Optuna)."""
+    if not isinstance(param, Mapping):
+        raise ConfigError(f"sweep.space.{key}={param!r} must be a mapping such as "
+                          "{type: float, low: 0.0, high: 1.0} or {type: categorical, choices: [...]}")
+    for bound in ("low", "high"):
+        value = param.get(bound)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"sweep.space.{key}.{bound}={value!r} must be a number")
+        if param.get("type") == "int" and value is not None and not isinstance(value, int):
+            raise ConfigError(f"sweep.space.{key}.{bound}={value!r} must be an integer (type: int)")
+    if "choices" in param and not isinstance(param["choices"], list):
+        raise ConfigError(f"sweep.space.{key}.choices={param['choices']!r} must be a list")
+    if not isinstance(param.get("log", False), bool):
+        raise ConfigError(f"sweep.space.{key}.log={param['log']!r} must be true or false")
 
 
 def _check_search_corners(search: SearchSpec, base: Mapping[str, Any]) -> None:

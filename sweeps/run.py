@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 from detector.config import ConfigError
 from sweeps.compose import HelpRequested, compose_config, group_options, split_argv, usage
 from sweeps.failures import SweepAborted, failed_trials_message
+from sweeps.inputs import check_tracking_server
 from sweeps.lease import SweepBusy
 from sweeps.plan import SweepPlan, build_plan
 from sweeps.redact import redact
@@ -84,10 +85,13 @@ def plan_from(overrides: list[str], config_dir: Optional[str] = None) -> SweepPl
 
 
 def run_plan(plan: SweepPlan, *, stop_after: Optional[int] = None, quiet: bool = False) -> Any:
-    """Run on Ray, record in MLflow, report. Returns the SweepOutcome."""
+    """Run on Ray, record in MLflow, report. Returns the SweepOutcome.
+    A tracking server that does not answer is a one-line ConfigError before anything starts."""
     from rich.console import Console
 
     from sweeps.driver import SweepDriver
+
+    check_tracking_server(plan.tracking_uri)
 
     console = Console(quiet=quiet)
     outcome = SweepDriver(plan, console=console, stop_after=stop_after).run()
