@@ -19,6 +19,9 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message is one line for the user."""
 
 
+SYNTHETIC_WEIGHTS = "synthetic"  # model.pretrained value: the backbone pretrained on synthetic crops
+
+
 @dataclass
 class AnchorConfig:
     """Anchors per FPN level P3..P7 (paper section 4)."""
@@ -49,11 +52,31 @@ class InferenceConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """The offline stand-in for ImageNet pretraining (`model.pretrained=synthetic`).
+
+    The ResNet first learns to classify object crops of a synthetic split of
+    its own (never the detector's train or val images), then the detector
+    fine-tunes it with frozen BN, as the paper fine-tunes ImageNet weights
+    (detector/pretrain.py; docs/FIDELITY.md: why these values).
+    """
+
+    images: int = 2048  # scenes rendered for the crops (1-3 objects each with the cpu profile's scenes)
+    steps: int = 1000  # SGD steps, one-cycle learning rate
+    batch_size: int = 64
+    lr: float = 0.1  # the one-cycle peak
+    crop_size: int = 64  # crops are resized to crop_size x crop_size
+    context: float = 1.25  # crop side / the box's long side: some background around each object
+    label_smoothing: float = 0.1
+    seed: int = 1  # the scenes' seed (the detector's data uses data.synthetic.seed, 0 by default)
+
+
+@dataclass
 class ModelConfig:
     """RetinaNet: ResNet + FPN P3-P7 + class and box subnets."""
 
     depth: int = 50
-    pretrained: Optional[str] = None  # None, "imagenet" (torchvision enum) or a state-dict path
+    pretrained: Optional[str] = None  # None, "imagenet" (torchvision enum), "synthetic" (model.pretrain) or a state-dict path
     frozen_bn: bool = False  # True needs pretrained weights: frozen BN of a from-scratch ResNet is the identity
     fpn_channels: int = 256
     head_convs: int = 4
@@ -64,6 +87,7 @@ class ModelConfig:
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     matcher: MatcherConfig = field(default_factory=MatcherConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
 @dataclass
@@ -241,6 +265,9 @@ def validate(config: TrialConfig) -> None:
     from detector.evaluate import BACKENDS
 
     _validate_model(config.model)
+    _check(config.model.pretrained != SYNTHETIC_WEIGHTS or config.data.kind == "synthetic",
+           "model.pretrained=synthetic needs data.kind=synthetic (its crops come from the synthetic scenes); "
+           "with COCO use model.pretrained=imagenet or a state-dict path")
     _validate_loss(config.loss)
     _validate_data(config.data)
     _validate_train(config.train)
@@ -266,9 +293,14 @@ def _validate_model(model: ModelConfig) -> None:
     # var 1): the network would train with no normalisation at all.
     _check(not (model.frozen_bn and model.pretrained is None),
            "model.frozen_bn=true needs pretrained weights (frozen BN of an untrained ResNet is the identity): "
-           "set model.frozen_bn=false to train BN from scratch, or model.pretrained=imagenet or a state-dict path")
+           "set model.frozen_bn=false to train BN from scratch, or model.pretrained=imagenet, synthetic "
+           "or a state-dict path")
     if model.prior_prob is not None:
         _check(0.0 < model.prior_prob < 1.0, f"model.prior_prob={model.prior_prob!r} must be in (0, 1) or null")
+    p = model.pretrain
+    _check(min(p.images, p.steps, p.batch_size, p.crop_size) > 0 and p.lr > 0 and p.context >= 1.0,
+           "model.pretrain needs images, steps, batch_size, crop_size and lr > 0, and context >= 1")
+    _check(0.0 <= p.label_smoothing < 1.0, f"model.pretrain.label_smoothing={p.label_smoothing} must be in [0, 1)")
     _check(len(model.box_coder_weights) == 4, "model.box_coder_weights must have 4 values")
     anchors = model.anchors
     _check(len(anchors.sizes) == 5 and all(s > 0 for s in anchors.sizes),

@@ -16,6 +16,7 @@ from detector.data.loader import build_datasets, build_train_loader, collate
 from detector.evaluate import (CocoEvaluation, coco_evaluation, draw_detections, predict, time_inference,
                                timing_inputs, write_pr_curves)
 from detector.model import RetinaNet, build_model
+from detector.pretrain import resolve_weights
 from detector.train import NonFiniteLossError, Trainer, resolve_device, seed_everything
 
 __all__ = ["run_trial", "NonFiniteLossError"]
@@ -97,6 +98,7 @@ def run_trial(cfg: TrialConfig, *, workdir: Path, report: Optional[Report] = Non
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     report = report or (lambda metrics: None)
+    cfg = resolve_weights(cfg)  # model.pretrained=synthetic: the cached weights (made here if absent)
     seed_everything(cfg.train.seed)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
