@@ -35,6 +35,7 @@ from sweeps.schema import trial_part
 KINDS = ("grid", "search")
 TIMINGS = ("in_trial", layout.QUIET_TIMING)
 _COLLECTIONS = ("grid", "cells", "table", "trimmed")
+_TRIMMABLE = ("focus",)  # sweep settings a grid sweep's `trimmed.<profile>` may set besides grid keys
 PARAM_TYPES = ("float", "int", "categorical")
 
 
@@ -89,7 +90,16 @@ class SweepSpec:
     timing: str = "in_trial"  # in_trial | quiet: ms/image re-measured after the trials (sweeps/timing.py)
     table: dict[str, Any] = field(default_factory=dict)  # what analysis/ builds (analysis/declaration.py)
     trimmed: dict[str, dict[str, Any]] = field(default_factory=dict)  # profile -> keys replacing the grid's
+    # More seeds where a finding needs them: {seeds: N, cells: [selector, ...]}; a grid cell
+    # whose overrides hold every key=value of one selector runs max(N, seeds) seeds.
+    focus: Optional[dict[str, Any]] = None
     search: Optional[SearchSpec] = None
+
+    def seeds_of(self, overrides: Mapping[str, Any]) -> int:
+        """How many seeds the cell with these overrides runs (`seeds`, more where `focus` says)."""
+        if self.focus and any(_selects(selector, overrides) for selector in self.focus["cells"]):
+            return max(self.seeds, int(self.focus["seeds"]))
+        return self.seeds
 
 
 @dataclass(frozen=True)
@@ -201,7 +211,7 @@ def build_plan(cfg: DictConfig, overrides: Sequence[str] = (), config_dir: Optio
         _check_search_corners(spec.search, base)
     return SweepPlan(
         name=spec.name, kind=spec.kind, profile=profile, base=base, base_config=base_config, cells=cells, search=spec.search,
-        seeds=spec.seeds, resume=spec.resume, resume_parent=spec.resume_parent, wait=spec.wait, timing=spec.timing,
+        seeds=max((spec.seeds_of(cell.overrides) for cell in cells), default=spec.seeds), resume=spec.resume, resume_parent=spec.resume_parent, wait=spec.wait, timing=spec.timing,
         table=spec.table, cluster=cluster,
         tracking_uri=values["tracking"]["uri"], experiment=values["tracking"]["experiment"],
         max_failures=values["trial"]["max_failures"], trial_function=values["trial"]["function"],
@@ -245,13 +255,13 @@ def apply_overrides(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
 
 def grid_cells(spec: SweepSpec, base: Mapping[str, Any]) -> list[Cell]:
     """Cartesian product of the grid, then the explicit cells, each with
-    `spec.seeds` seeds (base seed, base seed + 1, ...); duplicates dropped."""
+    `spec.seeds_of(cell)` seeds (base seed, base seed + 1, ...); duplicates dropped."""
     names = list(spec.grid)
     combos = [dict(zip(names, values)) for values in itertools.product(*spec.grid.values())] if names else []
     base_seed = int(base["train"]["seed"])
     cells: dict[str, Cell] = {}
     for overrides in [*combos, *spec.cells]:
-        for seed in range(base_seed, base_seed + spec.seeds):
+        for seed in range(base_seed, base_seed + spec.seeds_of(overrides)):
             if layout.cell_key(overrides, seed) not in cells:
                 cell = make_cell(base, overrides, seed)
                 cells[cell.key] = cell
@@ -289,13 +299,30 @@ def apply_trimmed(spec: SweepSpec, profile: str, explicit: frozenset[str]) -> Sw
     if not trimmed:
         return spec
     if spec.kind == "grid":
-        grid = spec.grid if "grid" in explicit else {**spec.grid, **trimmed}
-        spec = dataclasses.replace(spec, grid=grid)
+        # sweep settings (e.g. `focus`) by their names; every other key is a grid key
+        settings = {k: v for k, v in trimmed.items() if k in _TRIMMABLE and k not in explicit}
+        grid_keys = {k: v for k, v in trimmed.items() if k not in _TRIMMABLE}
+        grid = spec.grid if "grid" in explicit else {**spec.grid, **grid_keys}
+        spec = dataclasses.replace(spec, grid=grid, **settings)
     else:
         changes = {k: v for k, v in trimmed.items() if k not in explicit}
         spec = dataclasses.replace(spec, search=dataclasses.replace(spec.search, **changes))
     _check_spec(spec)
     return spec
+
+
+def _selects(selector: Mapping[str, Any], overrides: Mapping[str, Any]) -> bool:
+    """The cell's overrides hold every key=value of the selector."""
+    return all(key in overrides and overrides[key] == value for key, value in selector.items())
+
+
+def _check_focus(focus: Any) -> None:
+    """`focus` is {seeds: int >= 1, cells: [non-empty mappings]}; one line otherwise."""
+    ok = (isinstance(focus, Mapping) and set(focus) == {"seeds", "cells"} and isinstance(focus["seeds"], int)
+          and focus["seeds"] >= 1 and isinstance(focus["cells"], list) and focus["cells"]
+          and all(isinstance(c, Mapping) and c for c in focus["cells"]))
+    if not ok:
+        raise ConfigError(f"sweep.focus={focus!r} must be {{seeds: N >= 1, cells: [{{key: value, ...}}, ...]}}")
 
 
 def command_line_keys(overrides: Sequence[str]) -> frozenset[str]:
@@ -309,6 +336,8 @@ def _check_spec(spec: SweepSpec) -> None:
         raise ConfigError(f"sweep.timing={spec.timing!r} must be one of {', '.join(TIMINGS)}")
     if not isinstance(spec.seeds, int) or spec.seeds < 1:
         raise ConfigError(f"sweep.seeds={spec.seeds!r} must be an integer >= 1")
+    if spec.focus is not None:
+        _check_focus(spec.focus)
     for name, values in spec.grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"sweep.grid.{name}={values!r} must be a non-empty list of values")

@@ -46,6 +46,27 @@ def test_trimmed_replaces_grid_keys_of_its_profile_unless_given_on_the_command_l
         "num_samples", "cells"}
 
 
+def test_focus_gives_the_selected_cells_more_seeds():
+    # gamma 0 (both alphas) and (gamma 2, alpha .25) get 3 seeds; (gamma 2, alpha .5) and gamma 5 one
+    focus = {"seeds": 3, "cells": [{"loss.gamma": 0.0}, {"loss.gamma": 2.0, "loss.alpha": 0.25}]}
+    spec = parse_sweep({**GRID, "focus": focus})
+    cells = grid_cells(spec, BASE)
+    seeds = {}
+    for cell in cells:
+        seeds.setdefault((cell.overrides["loss.gamma"], cell.overrides["loss.alpha"]), []).append(cell.seed)
+    assert seeds == {(0.0, 0.25): [0, 1, 2], (0.0, 0.5): [0, 1, 2], (2.0, 0.25): [0, 1, 2], (2.0, 0.5): [0],
+                     (5.0, 0.25): [0]}
+    # sweep.seeds raises every cell; the focus stays at least its own count
+    assert len(grid_cells(dataclasses.replace(spec, seeds=2), BASE)) == 3 * 3 + 2 * 2
+    assert len(grid_cells(dataclasses.replace(spec, seeds=4), BASE)) == 5 * 4
+    # a profile's `trimmed` may set the focus beside its grid keys
+    trimmed = parse_sweep({**GRID, "trimmed": {"smoke": {"loss.alpha": [0.25], "focus": focus}}})
+    assert apply_trimmed(trimmed, "smoke", frozenset()).focus == focus
+    assert apply_trimmed(trimmed, "smoke", frozenset()).grid["loss.alpha"] == [0.25]
+    with pytest.raises(ConfigError, match=r"^sweep.focus=.* must be \{seeds: N >= 1"):
+        parse_sweep({**GRID, "focus": {"seeds": 0, "cells": [{"loss.gamma": 0.0}]}})
+
+
 def test_duplicate_explicit_cell_runs_once():
     spec = parse_sweep({**GRID, "cells": [{"loss.gamma": 2.0, "loss.alpha": 0.5}]})
     assert len(grid_cells(spec, BASE)) == 4
