@@ -58,6 +58,7 @@ class HtmlInputs:
     per_class: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # run id -> {category: AP}
     tracking_uri: str = ""
     experiment_id: str = ""
+    saved_view: bool = False  # the experiment holds the sweep's saved view (layout.runs_view): link to it
 
 
 def write_html(report: "Report", inputs: HtmlInputs) -> Path:
@@ -71,7 +72,7 @@ def write_html(report: "Report", inputs: HtmlInputs) -> Path:
 def render_page(report: "Report", inputs: HtmlInputs) -> str:
     """The whole page as one string."""
     sweep = report.sweep
-    links = RunLinks(inputs.tracking_uri, inputs.experiment_id)
+    links = RunLinks(inputs.tracking_uri, inputs.experiment_id, sweep.run_id, inputs.saved_view)
     parts = [f"<h1>Sweep {_e(sweep.name)}</h1>", _meta(report, links), reproduce_html(Reproduction.of(sweep))]
     if report.findings:
         parts += ["<h2>Findings of the paper, tested on our seeds</h2>", findings_html(report.findings)]
@@ -95,7 +96,7 @@ def _meta(report: "Report", links: "RunLinks") -> str:
         counts[trial.status] = counts.get(trial.status, 0) + 1
     summary = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items())) or "no trials yet"
     run = links.anchor(sweep.run_id, sweep.run_id)
-    page = f' · <a href="{_e(links.page)}">the trials in MLflow, best AP first</a>' if links.page else ""
+    page = f' · <a href="{_e(links.page)}">the trials of this sweep in MLflow, best AP first</a>' if links.page else ""
     return (f'<p class="meta">profile <b>{_e(sweep.profile or "?")}</b> · {_e(sweep.kind)} · '
             f"{len(sweep.trials)} trials ({_e(summary)}) · parent run {run}{page}</p>")
 
@@ -202,10 +203,10 @@ def trial_labels(trials: Sequence["TrialRecord"], shown: Sequence["TrialRecord"]
 class RunLinks:
     """Links to MLflow runs, only when the store is a server a browser can open."""
 
-    def __init__(self, tracking_uri: str, experiment_id: str) -> None:
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_id: str = "", saved_view: bool = False) -> None:
         server = urlparse(tracking_uri).scheme in ("http", "https") and experiment_id
         self.base = f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/" if server else ""
-        self.page = runs_page(tracking_uri, experiment_id) if server else ""
+        self.page = runs_page(tracking_uri, experiment_id, parent_id, saved_view) if server and parent_id else ""
 
     def anchor(self, run_id: str, text: str) -> str:
         code = f"<code>{_e(text)}</code>"

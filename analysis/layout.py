@@ -43,9 +43,16 @@ TIMING = "sweep.timing"  # child: QUIET_TIMING once ms_per_image was re-measured
 QUIET_TIMING = "quiet"
 TIMING_PROTOCOL = "sweep.timing_protocol"  # child: how the quiet phase timed it, e.g. "channels_last,32x5"
 NOTE = "mlflow.note.content"  # MLflow's own: a run's Markdown description (parent: tables and findings)
-# Experiment tag the MLflow 3 UI reads to choose its layout: without it the UI
-# opens a new experiment on the GenAI "Overview" page, not on the training runs.
+# Experiment tag naming the experiment's kind, MLflow's own key. The MLflow 3.17/3.18 UI does
+# not read it: which view an experiment opens on (GenAI "Overview" or the training runs) comes
+# from the URL's `workflowType` for that page, else from the sidebar's GenAI / Model training
+# switch, kept per browser. Set for whatever else reads experiment tags; it changes nothing in the UI.
 EXPERIMENT_KIND, EXPERIMENT_KIND_TRAINING = "mlflow.experimentKind", "custom_model_development"
+# The MLflow UI's saved views (3.17+, its "Views" list): an experiment tag per view holding
+# {name, createdAt, updatedAt, state: the runs page's facets and columns as JSON}. A link with
+# `viewStateShareKey=<key>` opens one, columns included, which the URL alone cannot carry.
+SAVED_VIEW_PREFIX = "mlflow.sharedViewState."
+VIEW_METRICS = ("AP", "AP50", "AP75", "ms_per_image")  # the columns a sweep's view shows, then its swept params
 # Every run (parent and child): what produced it. env.device of a child is what its trial used.
 ENV_PYTHON, ENV_TORCH, ENV_TORCHVISION = "env.python", "env.torch", "env.torchvision"
 ENV_RAY, ENV_MLFLOW, ENV_OPTUNA, ENV_DEVICE = "env.ray", "env.mlflow", "env.optuna", "env.device"
@@ -145,15 +152,35 @@ def note_text(markdown: str, more: str = "") -> str:
     return markdown[:NOTE_CHARS - len(tail)].rsplit("\n", 1)[0] + tail
 
 
-def runs_page(server: str, experiment_id: str) -> str:
-    """The MLflow UI's runs page of an experiment with a sweep's trials flat, best AP first.
+def runs_page(server: str, experiment_id: str, parent_id: str, saved_view: bool = False) -> str:
+    """The MLflow UI's runs page of one sweep: the trials of parent run `parent_id`, best AP first;
+    with `saved_view`, the sweep's saved view (`runs_view`, written by the report) with its columns.
 
-    `workflowType=machine_learning` because the MLflow 3.17 UI opens every
-    experiment in its GenAI mode (Overview) unless told, whatever the
-    experiment's kind tag says."""
-    query = urlencode({"workflowType": "machine_learning", "searchFilter": f"tags.`{ROLE}` = '{ROLE_CHILD}'",
-                       "orderByKey": "metrics.`AP`", "orderByAsc": "false"}, quote_via=quote)
-    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
+    The UI (3.17, 3.18) takes from the URL only the view (`workflowType`, for this page alone: it
+    would open on GenAI's Overview otherwise, until the sidebar's "Model training" switch is set
+    in that browser), a saved view's key, and the runs facets (searchFilter, orderByKey,
+    orderByAsc, ...), which make it ignore a saved view: so one or the other."""
+    if saved_view:
+        query = {"viewStateShareKey": view_key(parent_id), "workflowType": "machine_learning"}
+    else:
+        query = {"workflowType": "machine_learning", "searchFilter": children_filter(parent_id),
+                 "orderByKey": "metrics.`AP`", "orderByAsc": "false"}
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?{urlencode(query, quote_via=quote)}"
+
+
+def view_key(parent_id: str) -> str:
+    """The key of a sweep's saved view: one per parent run, so a rebuilt report replaces it."""
+    return f"sweep-{parent_id}"
+
+
+def runs_view(name: str, parent_id: str, params: Sequence[str], now_ms: int) -> tuple[str, str]:
+    """(experiment tag, value) of a sweep's saved view in the MLflow UI: its trials, best AP first,
+    with VIEW_METRICS and `params` (the swept config keys) as columns."""
+    columns = [f"metrics.`{m}`" for m in VIEW_METRICS] + [f"params.`{p}`" for p in params]
+    state = {"searchFilter": children_filter(parent_id), "orderByKey": "metrics.`AP`", "orderByAsc": False,
+             "selectedColumns": columns}
+    envelope = {"name": name, "createdAt": now_ms, "updatedAt": now_ms, "state": json.dumps(state)}
+    return SAVED_VIEW_PREFIX + view_key(parent_id), json.dumps(envelope)
 
 
 def table_of(run: RunLike) -> dict[str, Any]:

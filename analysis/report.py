@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,7 +31,7 @@ from analysis.render import default_console, print_table, to_markdown, write_tab
 from analysis.render_findings import findings_blocks, findings_markdown, print_findings
 from analysis.runs import SweepRecord, load_sweep, open_client, store_errors
 from analysis.table import Table
-from analysis.tables import build_tables
+from analysis.tables import build_tables, varying_overrides
 
 ARTIFACT_DIR = "reports"  # where the files go inside the parent run's artifacts
 
@@ -71,15 +72,19 @@ def create_report(
     `sweep_or_run_id`: a sweep name (its latest parent run in `experiment`,
     of `profile` if given) or a parent run id. The tables and findings are
     printed to `console` (default: the terminal), and with `log_artifacts`
-    the files are logged to the parent run under `reports/` and the tables and
-    findings become its description (Markdown) in the MLflow UI.
+    the files are logged to the parent run under `reports/`, the tables and
+    findings become its description (Markdown) in the MLflow UI, and the
+    experiment gets the sweep's saved view of its trials (`save_runs_view`).
     Raises AnalysisError for a user error (unknown sweep/run, unreachable store).
     """
     client = open_client(tracking_uri)
     sweep = load_sweep(client, sweep_or_run_id, experiment, profile)
     out_dir = Path(reports_dir) / (sweep.name or sweep.run_id)  # the one place the sweep's name is appended
     report = write_report(sweep, out_dir, console)
-    report.paths.append(write_html(report, html_inputs(client, sweep)))
+    inputs = html_inputs(client, sweep)
+    if log_artifacts:  # before the page, which links to the view
+        inputs = replace(inputs, saved_view=save_runs_view(client, sweep, inputs.experiment_id))
+    report.paths.append(write_html(report, inputs))
     if log_artifacts:
         with store_errors(client.tracking_uri, "log reports to"):
             for path in report.paths:
@@ -96,6 +101,17 @@ def html_inputs(client: MlflowClient, sweep: SweepRecord) -> HtmlInputs:
         runs = {run.info.run_id: run for run in layout.children(client, experiment_id, sweep.run_id)}
     per_class = {t.run_id: layout.per_class_of(runs[t.run_id].data.metrics) for t in sweep.trials if t.run_id in runs}
     return HtmlInputs(per_class=per_class, tracking_uri=client.tracking_uri, experiment_id=experiment_id)
+
+
+def save_runs_view(client: MlflowClient, sweep: SweepRecord, experiment_id: str) -> bool:
+    """The sweep's saved view in the MLflow UI (its "Views" list, and the link the sweep prints):
+    its trials, best AP first, with AP, AP50, AP75, ms/image and the swept parameters as columns.
+    Returns True once written (the experiment tag `layout.runs_view` describes)."""
+    name = f"{sweep.name or 'sweep'} ({sweep.profile or '?'}, parent {sweep.run_id[:8]}): trials by AP"
+    key, value = layout.runs_view(name, sweep.run_id, varying_overrides(sweep.trials), int(time.time() * 1000))
+    with store_errors(client.tracking_uri, "save the runs view in"):
+        client.set_experiment_tag(experiment_id, key, value)
+    return True
 
 
 def note_markdown(report: Report) -> str:

@@ -130,7 +130,8 @@ def _runs_page(outcome: Any) -> Optional[str]:
     except Exception:  # noqa: BLE001 - a convenience line; the results are in MLflow either way
         return None
     served = urlparse(outcome.tracking_uri).scheme in ("http", "https")
-    return runs_page(redact(outcome.tracking_uri) if served else "http://127.0.0.1:5000", experiment_id)
+    return runs_page(redact(outcome.tracking_uri) if served else "http://127.0.0.1:5000", experiment_id,
+                     outcome.parent_run_id, saved_view=outcome.report_error is None)  # the report saves the view
 
 
 def print_summary(outcome: Any, console: Any) -> None:
@@ -151,7 +152,7 @@ def print_summary(outcome: Any, console: Any) -> None:
     console.print(f"  browse: mlflow ui --backend-store-uri {uri}", highlight=False, soft_wrap=True)
     page = _runs_page(outcome)
     if page:
-        console.print(f"  the trials, best first: {page}", highlight=False, soft_wrap=True)
+        console.print(f"  this sweep's trials, best AP first: {page}", highlight=False, soft_wrap=True)
     if outcome.report_error:
         console.print(f"[yellow]report[/]: {outcome.report_error}; rebuild later with "
                       f"python -m analysis.report {outcome.parent_run_id}", highlight=False, soft_wrap=True)

@@ -62,8 +62,8 @@ class SweepTracker:
         self.parent_id = ""
 
     def _experiment_id(self, name: str) -> str:
-        """The experiment's id (created if new), marked as model training for the MLflow UI.
-        An experiment made before the mark existed gets it too."""
+        """The experiment's id (created if new), tagged as model training (`mlflow.experimentKind`;
+        MLflow 3.17/3.18's UI does not read the tag, see analysis/layout.py). An older experiment gets it too."""
         found = self.client.get_experiment_by_name(name)
         if found is None:
             experiment_id = self.client.create_experiment(name, artifact_location=_artifact_location(self.uri, name))

@@ -291,6 +291,22 @@ def test_every_report_names_the_command_commit_and_parent_run_that_reproduce_it(
     assert f"<code>git checkout {'a' * 40}</code> (uncommitted changes" in page and parent in page
 
 
+def test_the_report_saves_the_sweeps_view_of_its_trials_in_mlflow(analysis_store, tmp_path):
+    """An experiment tag the MLflow UI lists under Views: this sweep's trials, AP and the swept params as columns."""
+    import json
+
+    from analysis import layout
+
+    parent = analysis_store.parents["anchors"]
+    build_report(parent, tracking_uri=analysis_store.uri, reports_dir=tmp_path, console=Console(file=io.StringIO()))
+    client = MlflowClient(analysis_store.uri)
+    tags = client.get_experiment(client.get_run(parent).info.experiment_id).tags
+    state = json.loads(json.loads(tags[f"{layout.SAVED_VIEW_PREFIX}sweep-{parent}"])["state"])
+    assert state["searchFilter"] == layout.children_filter(parent)
+    assert state["selectedColumns"][-2:] == ["params.`model.anchors.aspect_ratios`",
+                                             "params.`model.anchors.scales_per_octave`"]  # what the sweep varies
+
+
 def test_a_parent_from_before_the_command_was_recorded_gets_its_implied_command(analysis_store, tmp_path):
     from analysis.provenance import Reproduction
 

@@ -83,6 +83,9 @@ def test_run_links_only_for_a_server(report):
     served = render_page(report, HtmlInputs(tracking_uri="http://mlflow:5000", experiment_id="7"))
     trial = report.sweep.trials[0].run_id
     assert f'href="http://mlflow:5000/#/experiments/7/runs/{trial}"' in served
+    assert f"searchFilter=tags.%60mlflow.parentRunId%60%20%3D%20%27{report.sweep.run_id}%27" in served  # this sweep's
+    viewed = render_page(report, HtmlInputs(tracking_uri="http://mlflow:5000", experiment_id="7", saved_view=True))
+    assert f"runs?viewStateShareKey=sweep-{report.sweep.run_id}&amp;workflowType=machine_learning" in viewed
     local = render_page(report, HtmlInputs(tracking_uri="sqlite:///x.db", experiment_id="7"))
     assert "href=" not in local
 

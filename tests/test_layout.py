@@ -47,3 +47,46 @@ def test_the_fixture_store_is_written_in_the_layout(analysis_store):
         seed = int(child.data.tags[layout.SEED])
         assert child.data.tags[layout.CELL] == layout.cell_key(overrides, seed)  # no drift from the writer
     assert layout.latest_parent(client, experiment, "anchors").info.run_id == parent.info.run_id
+
+
+def test_the_runs_link_lists_this_sweeps_trials_only_best_ap_first(analysis_store):
+    """The UI applies the URL's searchFilter and orderByKey as MLflow's search does: the link's own
+    filter, run against a store of several sweeps, gives this parent's children alone, best AP first."""
+    from urllib.parse import parse_qs, urlsplit
+
+    client = MlflowClient(analysis_store.uri)
+    parent = analysis_store.parents["alpha_ce"]
+    experiment_id = client.get_run(parent).info.experiment_id
+    url = layout.runs_page("http://mlflow:5000/", experiment_id, parent)
+    page, _, query = urlsplit(url).fragment.partition("?")
+    assert url.startswith("http://mlflow:5000/#/") and page == f"/experiments/{experiment_id}/runs"
+    facets = {key: values[0] for key, values in parse_qs(query).items()}
+    assert facets == {"workflowType": "machine_learning", "searchFilter": f"tags.`mlflow.parentRunId` = '{parent}'",
+                      "orderByKey": "metrics.`AP`", "orderByAsc": "false"}
+    runs = client.search_runs([experiment_id], facets["searchFilter"], order_by=["metrics.`AP` DESC"])
+    assert {run.data.tags[layout.PARENT_ID] for run in runs} == {parent}  # not the other sweeps' children
+    assert len(runs) == len(layout.children(client, experiment_id, parent))
+    finished = [run.data.metrics["AP"] for run in runs if "AP" in run.data.metrics]
+    assert finished == sorted(finished, reverse=True) and len(finished) >= 2
+
+
+def test_a_sweeps_saved_view_carries_its_columns_and_the_link_opens_it():
+    """The MLflow UI (3.17) reads a saved view from the experiment tag `mlflow.sharedViewState.<key>`:
+    an envelope {name: str, createdAt: number, state: str} whose state holds the facets and columns;
+    a link with any facet beside the key makes the UI ignore the view, so the link has the key alone."""
+    import json
+    from urllib.parse import parse_qs, urlsplit
+
+    parent = "f" * 32
+    key, value = layout.runs_view("gamma_alpha (cpu)", parent, ["loss.alpha", "loss.gamma"], now_ms=1_700_000_000_000)
+    assert key == f"mlflow.sharedViewState.sweep-{parent}"
+    envelope = json.loads(value)
+    assert isinstance(envelope["name"], str) and isinstance(envelope["createdAt"], int)
+    state = json.loads(envelope["state"])
+    assert state["searchFilter"] == layout.children_filter(parent) and state["orderByKey"] == "metrics.`AP`"
+    assert state["orderByAsc"] is False
+    assert state["selectedColumns"] == ["metrics.`AP`", "metrics.`AP50`", "metrics.`AP75`", "metrics.`ms_per_image`",
+                                        "params.`loss.alpha`", "params.`loss.gamma`"]
+    url = layout.runs_page("http://127.0.0.1:5000", "3", parent, saved_view=True)
+    facets = parse_qs(urlsplit(url).fragment.partition("?")[2])
+    assert facets == {"viewStateShareKey": [f"sweep-{parent}"], "workflowType": ["machine_learning"]}
