@@ -37,6 +37,7 @@ from detector.data.synthetic import object_classes, render_scene, split_seed
 
 PRETRAIN_VERSION = 1  # bump when the crops or the training change, so old weights are not reused
 SPLIT = "pretrain"  # the scenes' stream name (its own random stream, see synthetic.split_seed)
+PROGRESS_EVERY = 100  # steps between progress lines
 HELD_OUT = 0.1  # fraction of crops kept aside to measure the classifier's accuracy
 # The detector normalises images with ImageNet's statistics (detector/model.py); the
 # crops are normalised the same way, so the pretrained first layer sees the same inputs.
@@ -75,7 +76,7 @@ def ensure_pretrained(model_cfg: ModelConfig, data_cfg: DataConfig, log=print) -
     if path.is_file():
         return path
     log(f"pretraining ResNet-{model_cfg.depth} on synthetic object crops (once; cached as {path.name})")
-    state, summary = pretrain_resnet(model_cfg.depth, model_cfg.pretrain, data_cfg.synthetic)
+    state, summary = pretrain_resnet(model_cfg.depth, model_cfg.pretrain, data_cfg.synthetic, log)
     log(f"pretrained ResNet-{model_cfg.depth}: {summary['accuracy']:.1%} held-out crop accuracy "
         f"in {summary['seconds']:.0f} s")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,8 +85,11 @@ def ensure_pretrained(model_cfg: ModelConfig, data_cfg: DataConfig, log=print) -
     return path
 
 
-def pretrain_resnet(depth: int, cfg: PretrainConfig, scenes: SyntheticConfig) -> tuple[dict, dict]:
-    """Train ResNet-`depth` to classify the crops; (its state dict without fc, a summary)."""
+def pretrain_resnet(depth: int, cfg: PretrainConfig, scenes: SyntheticConfig,
+                    log=lambda line: None) -> tuple[dict, dict]:
+    """Train ResNet-`depth` to classify the crops; (its state dict without fc, a summary).
+
+    `log` gets a progress line every PROGRESS_EVERY steps."""
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(cfg.seed)
     crops, labels = object_crops(cfg, scenes)
@@ -93,7 +97,7 @@ def pretrain_resnet(depth: int, cfg: PretrainConfig, scenes: SyntheticConfig) ->
     held = max(1, int(len(labels) * HELD_OUT))
     test, train = order[:held], order[held:]
     resnet = RESNETS[depth].build(weights=None, num_classes=scenes.num_classes)
-    _fit(resnet, crops[train], labels[train], cfg, generator)
+    _fit(resnet, crops[train], labels[train], cfg, generator, log)
     _precise_bn(resnet, crops[train], generator)
     accuracy = _accuracy(resnet, crops[test], labels[test])
     state = {k: v for k, v in resnet.state_dict().items() if not k.startswith("fc.")}
@@ -137,12 +141,13 @@ def _normalise(crops: torch.Tensor) -> torch.Tensor:
 
 
 def _fit(resnet: nn.Module, crops: torch.Tensor, labels: torch.Tensor, cfg: PretrainConfig,
-         generator: torch.Generator) -> None:
+         generator: torch.Generator, log) -> None:
     """SGD (momentum .9, weight decay 1e-4) with a one-cycle lr, random flips, label smoothing."""
     optimizer = torch.optim.SGD(resnet.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=1e-4, nesterov=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.steps)
     resnet.train()
-    for _ in range(cfg.steps):
+    start = time.perf_counter()
+    for step in range(1, cfg.steps + 1):
         index = torch.randint(len(labels), (cfg.batch_size,), generator=generator)
         batch = _normalise(crops[index])
         flip = torch.rand(len(index), generator=generator) < 0.5
@@ -154,6 +159,9 @@ def _fit(resnet: nn.Module, crops: torch.Tensor, labels: torch.Tensor, cfg: Pret
         loss.backward()
         optimizer.step()
         schedule.step()
+        if step % PROGRESS_EVERY == 0 and step < cfg.steps:
+            left = (time.perf_counter() - start) / step * (cfg.steps - step)
+            log(f"  pretraining step {step}/{cfg.steps}, loss {loss.item():.3f}, about {left:.0f} s left")
 
 
 @torch.no_grad()

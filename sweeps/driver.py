@@ -295,10 +295,13 @@ def close_stale_children(tracker: SweepTracker) -> list[Run]:
 
 
 def prepare_datasets(configs: Sequence[TrialConfig]) -> None:
-    """Write each synthetic dataset the trials need once, here, before trials
-    start: parallel trials would otherwise each generate the same files.
+    """Write each synthetic dataset, and each synthetically pretrained backbone
+    (model.pretrained=synthetic), the trials need once, here, before trials
+    start: parallel trials would otherwise each make the same files.
     Only for a cluster on this machine (other nodes have their own disks)."""
+    from detector.config import SYNTHETIC_WEIGHTS
     from detector.data.synthetic import ensure_synthetic_dataset
+    from detector.pretrain import ensure_pretrained
 
     seen: set[str] = set()
     for config in configs:
@@ -306,6 +309,8 @@ def prepare_datasets(configs: Sequence[TrialConfig]) -> None:
         if config.data.kind == "synthetic" and key not in seen:
             seen.add(key)
             ensure_synthetic_dataset(config.data)
+        if config.model.pretrained == SYNTHETIC_WEIGHTS:
+            ensure_pretrained(config.model, config.data)  # returns at once when cached
 
 
 def _remove_tune_copies(results: Any) -> None:

@@ -62,6 +62,15 @@ MEASURED: dict[str, TrialTime] = {
 }
 
 
+# The one-time synthetic pretraining (model.pretrained=synthetic, detector/pretrain.py), per
+# ResNet-18 step of the default crops (batch 64 of 32 px, both cores) plus rendering the scenes.
+# Deeper or larger: scaled by PRETRAIN_DEPTH_COST and (crop_size / 32)^2.
+PRETRAIN = TrialTime(per_iteration=0.12, fixed=12.0, probe=0.135,
+                     source="pretraining step and scene rendering, 2-core machine, 2026-12-07")
+PRETRAIN_DEPTH_COST = {18: 1.0, 34: 2.0, 50: 2.6, 101: 4.8}  # forward+backward FLOPs relative to ResNet-18
+PRETRAIN_CROP = 32
+
+
 PROBE_IMAGES = 2  # a ResNet-18 training step on PROBE_IMAGES random PROBE_SIZE-px images, one thread
 PROBE_SIZE = 128
 PROBE_REPEATS = 3  # the median of these steps, after one warm-up step
@@ -122,12 +131,30 @@ def estimate_line(plan: SweepPlan, trials: int, cpu_count: Optional[int] = None,
     if measured.probe and probe_now is None:
         probe_now = machine_probe()
     per_trial = measured.seconds(_iterations(plan), probe_now)
-    total = estimate_seconds(trials, slots, per_trial)
+    pretraining = pretraining_seconds(plan, probe_now)
+    total = estimate_seconds(trials, slots, per_trial) + pretraining
     cpus = plan.cluster.get("num_cpus") or cpu_count or os.cpu_count() or 1
     slowdown = measured.slowdown(probe_now)
     speed = f"; this machine at {1 / slowdown:.2g}x the speed of the one measured" if slowdown else ""
+    once = f" after ~{pretraining:.0f} s of one-time pretraining" if pretraining else ""
     return (f"{noun}, about {_duration(total)} on {cpus} CPUs ({min(slots, trials)} at a time, "
-            f"~{per_trial:.0f} s each; profile {plan.profile}{speed})")
+            f"~{per_trial:.0f} s each{once}; profile {plan.profile}{speed})")
+
+
+def pretraining_seconds(plan: SweepPlan, probe_now: Optional[float] = None) -> float:
+    """Seconds of the synthetic pretrainings the sweep still needs (0 when cached or not used)."""
+    from detector.config import SYNTHETIC_WEIGHTS
+    from detector.pretrain import pretrained_path
+
+    configs = [cell.config for cell in plan.cells] or [plan.base_config]
+    pending = {pretrained_path(c.model, c.data): c.model for c in configs if c.model.pretrained == SYNTHETIC_WEIGHTS}
+    seconds = 0.0
+    for path, model in pending.items():
+        if not path.is_file():
+            scale = PRETRAIN_DEPTH_COST.get(model.depth, 1.0) * (model.pretrain.crop_size / PRETRAIN_CROP) ** 2
+            step = PRETRAIN.slowdown(probe_now) or 1.0
+            seconds += step * (PRETRAIN.fixed + scale * PRETRAIN.per_iteration * model.pretrain.steps)
+    return seconds
 
 
 def _iterations(plan: SweepPlan) -> int:

@@ -23,7 +23,9 @@ from rich.console import Console
 from analysis import layout
 from sweeps.cluster import quiet_ray
 from sweeps.driver import SweepDriver
-from sweeps.estimate import MEASURED, SWEEP_OVERHEAD_S, TrialTime, estimate_line, estimate_seconds, machine_probe
+from detector.pretrain import pretrained_path
+from sweeps.estimate import (MEASURED, PRETRAIN, SWEEP_OVERHEAD_S, TrialTime, estimate_line, estimate_seconds,
+                             machine_probe, pretraining_seconds)
 from sweeps.run import _build_report, main_with, plan_from
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -149,6 +151,19 @@ def test_the_estimate_scales_with_the_machine_probe():
     slower = estimate_line(plan, 14, probe_now=2 * measured.probe)
     assert f"~{2 * measured.seconds(iterations):.0f} s each" in slower
     assert slower.endswith("this machine at 0.5x the speed of the one measured)")
+
+
+def test_the_estimate_counts_a_pretraining_still_to_make(tmp_path):
+    plan = plan_from(["+sweep=gamma_alpha", "cluster.num_cpus=2", "model.pretrained=synthetic",
+                      "model.frozen_bn=true", f"data.cache_dir={tmp_path}"])
+    model = plan.base_config.model
+    expected = PRETRAIN.fixed + PRETRAIN.per_iteration * model.pretrain.steps * (model.pretrain.crop_size / 32) ** 2
+    assert pretraining_seconds(plan) == pytest.approx(expected)
+    assert pretraining_seconds(plan, probe_now=2 * PRETRAIN.probe) == pytest.approx(2 * expected)
+    assert f"after ~{expected:.0f} s of one-time pretraining" in estimate_line(plan, 10, probe_now=PRETRAIN.probe)
+    pretrained_path(model, plan.base_config.data).parent.mkdir(parents=True, exist_ok=True)
+    pretrained_path(model, plan.base_config.data).write_bytes(b"cached")
+    assert pretraining_seconds(plan) == 0.0 and "pretraining" not in estimate_line(plan, 10, probe_now=0.135)
 
 
 def test_the_machine_probe_times_one_thread_and_restores_the_thread_count():
