@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import urlparse
 
-from detector import config as detector_config
-from detector.config import ConfigError, TrialConfig
+from detector.config import SYNTHETIC_WEIGHTS, ConfigError, TrialConfig
 from sweeps.redact import redact
 
 CONNECT_TIMEOUT_S = 3.0  # a tracking server that does not answer within this is reported, not retried for minutes
@@ -45,12 +44,10 @@ def check_trial_files(configs: Iterable[TrialConfig], local: bool) -> None:
 
 def weight_keywords() -> tuple[str, ...]:
     """The model.pretrained values that name weights rather than files: the detector's
-    IMAGENET (detector/backbone.py) and SYNTHETIC_WEIGHTS (detector/config.py, where
-    this detector has model.pretrained=synthetic)."""
+    IMAGENET (detector/backbone.py) and SYNTHETIC_WEIGHTS (detector/config.py)."""
     from detector.backbone import IMAGENET  # loaded already: validation reads the backbone registry
 
-    synthetic = getattr(detector_config, "SYNTHETIC_WEIGHTS", None)
-    return (IMAGENET, synthetic) if synthetic else (IMAGENET,)
+    return (IMAGENET, SYNTHETIC_WEIGHTS)
 
 
 def _check_pretrained(pretrained: str | None, local: bool) -> None:

@@ -56,7 +56,8 @@ CASES = {
     "data.root missing": (["+sweep=gamma_alpha", "data=coco", "data.root=/no/such/coco"],
                           "data.root=/no/such/coco does not exist here"),
     "relative pretrained": (["+sweep=gamma_alpha", "model.pretrained=weights/r50.pth"],
-                            "model.pretrained=weights/r50.pth is a relative path"),
+                            "model.pretrained=weights/r50.pth is a relative path, which each trial would read from "
+                            "its own folder: give an absolute path, or imagenet / synthetic"),
     "pretrained file missing": (["+sweep=gamma_alpha", "model.pretrained=/no/such/r50.pth"],
                                 "model.pretrained=/no/such/r50.pth does not exist here"),
     "unreachable tracking server": (["+sweep=gamma_alpha", "tracking.uri=http://127.0.0.1:{port}"],
