@@ -63,12 +63,13 @@ MEASURED: dict[str, TrialTime] = {
 
 
 # The one-time synthetic pretraining (model.pretrained=synthetic, detector/pretrain.py), per
-# ResNet-18 step of the default crops (batch 64 of 32 px, both cores) plus rendering the scenes.
-# Deeper or larger: scaled by PRETRAIN_DEPTH_COST and (crop_size / 32)^2.
-PRETRAIN = TrialTime(per_iteration=0.12, fixed=12.0, probe=0.135,
-                     source="pretraining step and scene rendering, 2-core machine, 2026-12-07")
+# ResNet-18 step of the default crops (batch 64 of 64 px, both cores) plus rendering the scenes:
+# 500 steps in 241 s (2-core machine, 2026-12-07, beside light test runs). Deeper or larger crops:
+# scaled by PRETRAIN_DEPTH_COST and (crop_size / PRETRAIN_CROP)^2.
+PRETRAIN = TrialTime(per_iteration=0.46, fixed=11.0, probe=0.135,
+                     source="docs/FIDELITY.md E19, 2-core machine, 2026-12-07")
 PRETRAIN_DEPTH_COST = {18: 1.0, 34: 2.0, 50: 2.6, 101: 4.8}  # forward+backward FLOPs relative to ResNet-18
-PRETRAIN_CROP = 32
+PRETRAIN_CROP = 64
 
 
 PROBE_IMAGES = 2  # a ResNet-18 training step on PROBE_IMAGES random PROBE_SIZE-px images, one thread

@@ -157,7 +157,7 @@ def test_the_estimate_counts_a_pretraining_still_to_make(tmp_path):
     plan = plan_from(["+sweep=gamma_alpha", "cluster.num_cpus=2", "model.pretrained=synthetic",
                       "model.frozen_bn=true", f"data.cache_dir={tmp_path}"])
     model = plan.base_config.model
-    expected = PRETRAIN.fixed + PRETRAIN.per_iteration * model.pretrain.steps * (model.pretrain.crop_size / 32) ** 2
+    expected = PRETRAIN.fixed + PRETRAIN.per_iteration * model.pretrain.steps * (model.pretrain.crop_size / 64) ** 2
     assert pretraining_seconds(plan) == pytest.approx(expected)
     assert pretraining_seconds(plan, probe_now=2 * PRETRAIN.probe) == pytest.approx(2 * expected)
     assert f"after ~{expected:.0f} s of one-time pretraining" in estimate_line(plan, 10, probe_now=PRETRAIN.probe)

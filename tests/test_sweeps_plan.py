@@ -107,9 +107,12 @@ def test_the_default_job_runs_the_cpu_profile_with_its_trimmed_grid():
     plan = plan_from(["+sweep=gamma_alpha"])
     sweep = compose_config(["+sweep=gamma_alpha"]).sweep
     trimmed = sweep.trimmed.cpu
-    assert plan.profile == "cpu" and len(plan.cells) == len(trimmed["loss.gamma"]) * len(trimmed["loss.alpha"])
+    extra = (trimmed.focus.seeds - 1) * len(trimmed.focus.cells)  # the headline's cells run more seeds
+    assert plan.profile == "cpu" and len(plan.cells) == len(trimmed["loss.gamma"]) * len(trimmed["loss.alpha"]) + extra
     for key in ("loss.gamma", "loss.alpha"):
         assert {c.overrides[key] for c in plan.cells} == set(trimmed[key])
+    focused = [{k: c.overrides[k] for k in ("loss.gamma", "loss.alpha")} for c in plan.cells if c.seed > 0]
+    assert all(cell in trimmed.focus.cells for cell in focused)
 
 
 def test_one_override_puts_the_papers_gamma_rows_back_into_the_default_job():
@@ -118,7 +121,8 @@ def test_one_override_puts_the_papers_gamma_rows_back_into_the_default_job():
     plan = plan_from(["+sweep=gamma_alpha", "sweep.trimmed.cpu={loss.gamma:[%s]}" % ",".join(map(str, every_gamma))])
     assert sorted({c.overrides["loss.gamma"] for c in plan.cells}) == sorted(every_gamma)
     assert {c.overrides["loss.alpha"] for c in plan.cells} == set(trimmed_alphas)  # the merge keeps the trimmed alphas
-    assert len(plan.cells) == len(every_gamma) * len(trimmed_alphas)
+    focus = sweep.trimmed.cpu.focus  # merged too: the headline's cells keep their seeds
+    assert len(plan.cells) == len(every_gamma) * len(trimmed_alphas) + (focus.seeds - 1) * len(focus.cells)
 
 
 def test_the_parent_logs_only_what_no_cell_changes():
