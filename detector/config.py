@@ -96,12 +96,21 @@ class ModelConfig:
 class OhemConfig:
     """Online hard example mining over CE (Table 1d)."""
 
-    batch_per_image: int = 128
+    batch_per_image: int = 128  # the paper's row value (128 | 256 | 512)
+    # Anchors mined per image = round(batch_per_image * batch_scale). The paper mines 128-512 of
+    # COCO's ~134 positive anchors per image; a profile with fewer positives per image scales the
+    # batch by its positives / the paper's, so a mined example weighs what it does in the paper.
+    batch_scale: float = 1.0
     nms_thresh: float = 0.7
     max_pos_fraction: Optional[float] = None  # 0.25 is the paper's "1:3"
     # Which boxes OHEM's NMS compares: "anchors" (default: the box branch is never
     # trained on negatives, so its predictions there should not decide) or "predicted".
     nms_boxes: str = "anchors"
+
+
+def mined_per_image(ohem: OhemConfig) -> int:
+    """Anchors OHEM keeps per image: the row's batch scaled to the profile (at least 1)."""
+    return max(1, round(ohem.batch_per_image * ohem.batch_scale))
 
 
 @dataclass
@@ -336,6 +345,7 @@ def _validate_loss(loss: LossConfig) -> None:
     _check(loss.box_beta >= 0, f"loss.box_beta={loss.box_beta} must be >= 0")
     _one_of("loss.normalizer", loss.normalizer, NORMALIZERS)
     _check(loss.ohem.batch_per_image > 0, f"loss.ohem.batch_per_image={loss.ohem.batch_per_image} must be > 0")
+    _check(loss.ohem.batch_scale > 0, f"loss.ohem.batch_scale={loss.ohem.batch_scale} must be > 0")
     _in_unit("loss.ohem.nms_thresh", loss.ohem.nms_thresh)
     _in_unit("loss.ohem.max_pos_fraction", loss.ohem.max_pos_fraction, allow_none=True)
     _one_of("loss.ohem.nms_boxes", loss.ohem.nms_boxes, OHEM_NMS_BOXES)

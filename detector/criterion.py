@@ -17,7 +17,7 @@ from torch import Tensor
 from torchvision.ops import box_iou
 
 from detector.box_coder import BoxCoder
-from detector.config import LossConfig
+from detector.config import LossConfig, mined_per_image
 from detector.losses import BOX_LOSSES, CLASSIFICATION_LOSSES, box_regression_loss, ohem_select
 from detector.matcher import POSITIVE, Matcher
 
@@ -209,7 +209,7 @@ class RetinaNetCriterion:
         score[positive] += positive_box_loss.detach()
         boxes = OHEM_NMS_BOXES[self.loss_cfg.ohem.nms_boxes](anchors, box_deltas, self.box_coder)
         ohem = self.loss_cfg.ohem
-        return ohem_select(score, boxes, positive, assignment.labels >= 0, batch_size=ohem.batch_per_image,
+        return ohem_select(score, boxes, positive, assignment.labels >= 0, batch_size=mined_per_image(ohem),
                            nms_thresh=ohem.nms_thresh, max_pos_fraction=ohem.max_pos_fraction)
 
     # ---- normaliser ----------------------------------------------------------

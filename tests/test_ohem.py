@@ -34,6 +34,21 @@ def ohem_criterion(nms_boxes: str = "anchors", **ohem) -> RetinaNetCriterion:
                               num_classes=1)
 
 
+def test_the_mined_batch_scales_with_the_profile():
+    # 128 of the paper's ~134 positives per image, at a profile with 1/8 of them: 16 mined anchors
+    from detector.config import mined_per_image
+    assert mined_per_image(OhemConfig(batch_per_image=128, batch_scale=0.125)) == 16
+    assert mined_per_image(OhemConfig(batch_per_image=512, batch_scale=0.122)) == 62  # 62.46 rounds down
+    assert mined_per_image(OhemConfig(batch_per_image=2, batch_scale=0.1)) == 1  # never none
+    assert mined_per_image(OhemConfig()) == 128  # the paper's profile mines the paper's batch
+    scaled = ohem_criterion(batch_per_image=8, batch_scale=0.25)  # 2 mined, as ohem_criterion() with batch 2
+    plain = ohem_criterion()
+    args = (LOGITS, DELTAS, ANCHORS, TARGETS)
+    assert torch.equal(scaled(*args)["loss_cls"], plain(*args)["loss_cls"])
+    with pytest.raises(Exception, match="loss.ohem.batch_scale=0.0 must be > 0"):
+        TrialConfig.from_dict({"loss": {"ohem": {"batch_scale": 0.0}}})
+
+
 def test_the_hand_made_case_is_what_it_claims():
     predicted = BoxCoder().decode(ANCHORS, DELTAS[0])
     assert torch.allclose(predicted[1], ANCHORS[0])  # a1's prediction coincides with a0
