@@ -24,6 +24,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from detector.backbone import RESNETS
 from detector.config import SYNTHETIC_WEIGHTS, DataConfig, ModelConfig, PretrainConfig, SyntheticConfig, TrialConfig
 from detector.data.synthetic import object_classes, render_scene, split_seed
 
+Log = Callable[[str], None]  # where progress lines go
 PRETRAIN_VERSION = 1  # bump when the crops or the training change, so old weights are not reused
 SPLIT = "pretrain"  # the scenes' stream name (its own random stream, see synthetic.split_seed)
 PROGRESS_EVERY = 100  # steps between progress lines
@@ -59,7 +61,7 @@ def pretrained_path(model_cfg: ModelConfig, data_cfg: DataConfig) -> Path:
     return Path(os.path.expanduser(data_cfg.cache_dir)) / f"pretrained-resnet{model_cfg.depth}-{key}.pt"
 
 
-def resolve_weights(cfg: TrialConfig, log=print) -> TrialConfig:
+def resolve_weights(cfg: TrialConfig, log: Optional[Log] = None) -> TrialConfig:
     """`cfg` with `model.pretrained=synthetic` replaced by the cached weights' path (made if absent)."""
     if cfg.model.pretrained != SYNTHETIC_WEIGHTS:
         return cfg
@@ -67,7 +69,7 @@ def resolve_weights(cfg: TrialConfig, log=print) -> TrialConfig:
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=str(path)))
 
 
-def ensure_pretrained(model_cfg: ModelConfig, data_cfg: DataConfig, log=print) -> Path:
+def ensure_pretrained(model_cfg: ModelConfig, data_cfg: DataConfig, log: Optional[Log] = None) -> Path:
     """The path of the pretrained ResNet state dict, training and caching it if absent.
 
     Beside it, `<name>.json` records the held-out crop accuracy and the seconds it took.
@@ -75,6 +77,7 @@ def ensure_pretrained(model_cfg: ModelConfig, data_cfg: DataConfig, log=print) -
     path = pretrained_path(model_cfg, data_cfg)
     if path.is_file():
         return path
+    log = log or _say
     log(f"pretraining ResNet-{model_cfg.depth} on synthetic object crops (once; cached as {path.name})")
     state, summary = pretrain_resnet(model_cfg.depth, model_cfg.pretrain, data_cfg.synthetic, log)
     log(f"pretrained ResNet-{model_cfg.depth}: {summary['accuracy']:.1%} held-out crop accuracy "
@@ -86,7 +89,7 @@ def ensure_pretrained(model_cfg: ModelConfig, data_cfg: DataConfig, log=print) -
 
 
 def pretrain_resnet(depth: int, cfg: PretrainConfig, scenes: SyntheticConfig,
-                    log=lambda line: None) -> tuple[dict, dict]:
+                    log: Log = lambda line: None) -> tuple[dict, dict]:
     """Train ResNet-`depth` to classify the crops; (its state dict without fc, a summary).
 
     `log` gets a progress line every PROGRESS_EVERY steps."""
@@ -141,7 +144,7 @@ def _normalise(crops: torch.Tensor) -> torch.Tensor:
 
 
 def _fit(resnet: nn.Module, crops: torch.Tensor, labels: torch.Tensor, cfg: PretrainConfig,
-         generator: torch.Generator, log) -> None:
+         generator: torch.Generator, log: Log) -> None:
     """SGD (momentum .9, weight decay 1e-4) with a one-cycle lr, random flips, label smoothing."""
     optimizer = torch.optim.SGD(resnet.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=1e-4, nesterov=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.steps)
@@ -188,6 +191,11 @@ def _accuracy(resnet: nn.Module, crops: torch.Tensor, labels: torch.Tensor, batc
     correct = sum(int((resnet(_normalise(crops[i:i + batch])).argmax(1) == labels[i:i + batch]).sum())
                   for i in range(0, len(labels), batch))
     return correct / len(labels)
+
+
+def _say(line: str) -> None:
+    """Print a progress line at once, also when stdout is a pipe or a file."""
+    print(line, flush=True)
 
 
 def _atomic_write(path: Path, write) -> None:
