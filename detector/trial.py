@@ -5,6 +5,8 @@ test or a Ray worker alike; it knows nothing of Ray, MLflow or Hydra.
 from __future__ import annotations
 
 import json
+import logging
+import pickle
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -23,6 +25,7 @@ __all__ = ["run_trial", "NonFiniteLossError"]
 
 Report = Callable[[dict], None]
 PREDICTION_IMAGES = 4  # validation images drawn with their predictions into workdir/predictions/
+log = logging.getLogger(__name__)
 
 
 class _Evaluator:
@@ -77,10 +80,37 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
+CORRUPT_SUFFIX = ".corrupt"  # a checkpoint that cannot be read is renamed to <name>.corrupt
+# What torch.load raises on a damaged file: a truncated zip (RuntimeError), bytes that are
+# not a checkpoint (UnpicklingError), an empty file (EOFError); no "iteration": KeyError, TypeError.
+_DAMAGED = (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, KeyError, TypeError)
+
+
+def read_checkpoint(path: Path) -> Optional[dict]:
+    """The training state `Trainer.save` wrote at `path` (on the CPU), or None if there is none.
+
+    A damaged file would fail the trial on every re-run, forever: it is set aside
+    as <name>.corrupt with a one-line warning, and the trial starts from the beginning."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        int(state["iteration"])
+    except _DAMAGED as error:
+        aside = path.with_name(path.name + CORRUPT_SUFFIX)
+        path.replace(aside)
+        reason = (str(error).strip().splitlines() or [""])[0][:120]
+        log.warning("checkpoint %s is unreadable (%s: %s): set aside as %s; training from the start",
+                    path, type(error).__name__, reason, aside.name)
+        return None
+    return state
+
+
 def _resume(trainer: Trainer, checkpoint: Path) -> None:
-    """Continue an interrupted trial from its last checkpoint, if there is one."""
-    if checkpoint.is_file():
-        trainer.load(checkpoint)
+    """Continue an interrupted trial from its last readable checkpoint, if there is one."""
+    state = read_checkpoint(checkpoint)
+    if state is not None:
+        trainer.load_state_dict(state)
 
 
 def run_trial(cfg: TrialConfig, *, workdir: Path, report: Optional[Report] = None) -> dict[str, float]:
@@ -93,7 +123,8 @@ def run_trial(cfg: TrialConfig, *, workdir: Path, report: Optional[Report] = Non
     `device` (its name, e.g. "cpu" or the CUDA device's). Also writes
     workdir/per_class.json ({category: AP}), workdir/pr_curves.png and
     workdir/predictions/<image id>.png. Raises NonFiniteLossError when the
-    loss diverges.
+    loss diverges. Continues from workdir/checkpoint_last.pt if there is one,
+    and leaves it there for the caller to remove once the result is safe.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -119,5 +150,6 @@ def run_trial(cfg: TrialConfig, *, workdir: Path, report: Optional[Report] = Non
     torch.save(trainer.model.state_dict(), workdir / "model.pt")
     _write_pictures(trainer.model, val_set, evaluate.last, workdir, device)
     (workdir / "metrics.json").write_text(json.dumps(result, indent=2))
-    checkpoint.unlink(missing_ok=True)  # finished: model.pt is the result
+    # The checkpoint stays: until the caller has stored model.pt, a kill would otherwise mean
+    # training again from zero. The caller removes it (a sweep's driver, once the run is FINISHED).
     return result

@@ -128,7 +128,7 @@ class SweepDriver:
         concealed (Tune pickles the plan into its storage; the driver keeps them)."""
         name = f"{self.plan.name}-{parent_id[:8]}"
         work_root = str(self.plan.output_dir / "trials" / name) if info.local else None
-        return dataclasses.replace(self.plan.concealed(), work_root=work_root)
+        return dataclasses.replace(self.plan.concealed(), work_root=work_root, parent_id=parent_id)
 
     # -- grid ----------------------------------------------------------------
     def _run_grid(self, tracker: SweepTracker, plan: SweepPlan, info: ClusterInfo,
@@ -252,7 +252,7 @@ class Tally:
 def close_and_tally(tracker: SweepTracker, invocation: str) -> Tally:
     """Child runs of this invocation still RUNNING (the sweep was interrupted)
     become KILLED; then count them all by status."""
-    runs = [r for r in tracker.children() if r.data.tags.get(layout.INVOCATION) == invocation]
+    runs = drop_orphans(tracker, [r for r in tracker.children() if r.data.tags.get(layout.INVOCATION) == invocation])
     for run in runs:
         if run.info.status == RUNNING:
             tracker.finish_child(run.info.run_id, KILLED)
@@ -261,6 +261,27 @@ def close_and_tally(tracker: SweepTracker, invocation: str) -> Tally:
                 for r in runs if r.info.status == FAILED}
     counts = {"finished": statuses.count(FINISHED), "failed": statuses.count(FAILED), "killed": statuses.count(KILLED)}
     return Tally(counts, failures, len(runs))
+
+
+def drop_orphans(tracker: SweepTracker, runs: list[Run]) -> list[Run]:
+    """`runs` without the orphans of replayed create_run requests, which are deleted.
+
+    MLflow's client replays a request whose response was lost; a replayed
+    create_run answered after `start_child` looked (a slow server) leaves a run
+    no trial uses: no params, and another run of this invocation for its cell
+    (and search trial) that has them. Counted, it would make a complete sweep
+    look interrupted."""
+    def slot(run: Run) -> tuple[Optional[str], Optional[str]]:
+        return run.data.tags.get(layout.CELL), run.data.tags.get(layout.TRIAL_ID)
+
+    used = {slot(run) for run in runs if run.data.params}
+    kept = []
+    for run in runs:
+        if not run.data.params and slot(run) in used:
+            tracker.client.delete_run(run.info.run_id)
+        else:
+            kept.append(run)
+    return kept
 
 
 def mark_killed(tracker: SweepTracker, invocation: str) -> bool:

@@ -52,6 +52,12 @@ class Cell:
         """Stable name, e.g. `loss.alpha=0.25,loss.gamma=2.0,seed=0` (the `sweep.cell` tag)."""
         return layout.cell_key(self.overrides, self.seed)
 
+    @property
+    def config_hash(self) -> str:
+        """Short stable hash of the cell's resolved trial config (what a checkpoint of it belongs to)."""
+        text = json.dumps(self.config.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
 
 @dataclass(frozen=True)
 class SearchSpec:
@@ -129,6 +135,7 @@ class SweepPlan:
     config_yaml: str  # the composed config, passwords redacted (sweeps/redact.py), logged to the parent run
     command: str = ""  # the command line that made it, passwords redacted (the parent's sweep.command: the reports print it)
     work_root: Optional[str] = None  # set by the driver: trial folders (None: a temp folder on each worker)
+    parent_id: str = ""  # set by the driver: the parent run, part of each trial folder's identity
 
     @property
     def base_seed(self) -> int:
@@ -164,11 +171,15 @@ class SweepPlan:
         return {**overrides, **self.search.fixed}
 
     def workdir(self, cell: Cell, trial_id: str) -> Path:
-        """Folder of one trial, on the node that runs it. Grid cells keep theirs
-        across resumes, so a trial with train.checkpoint_every continues from
-        its checkpoint (on another machine, only if it lands on the same node)."""
+        """Folder of one trial, on the node that runs it, named by what a checkpoint in it
+        belongs to: the profile, the parent run, the cell (a search's trial too) and the
+        cell's resolved config. A resumed grid cell finds its folder again, so a trial with
+        train.checkpoint_every continues from its checkpoint (on another machine, only if
+        it lands on the same node); another profile, parent or config never does (a
+        sweep.resume_parent after a change starts afresh, not from the old optimizer)."""
         name = cell.key if self.kind == "grid" else f"{trial_id}-{cell.key}"
-        digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+        identity = json.dumps([self.profile, self.parent_id, name, cell.config_hash])
+        digest = hashlib.sha1(identity.encode()).hexdigest()[:12]
         root = Path(self.work_root) if self.work_root else Path(tempfile.gettempdir()) / "retinanet-sweeps" / self.name
         return root / digest
 

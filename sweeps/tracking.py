@@ -113,8 +113,11 @@ class SweepTracker:
         tags = {**layout.child_tags(self.parent_id, plan.name, cell.overrides, cell.seed, invocation), **extra_tags}
         trial_values = cell.config.to_dict()
         name = (run_name or cell.key)[:250]
+        if reuse is not None and changed_params(reuse.data.params, layout.flatten(trial_values)):
+            self._retire(reuse)  # another config (sweep.resume_parent after a change): a run records one
+            reuse = None
         if reuse is None:
-            run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
+            run_id = self._create_child(tags, name)
             existing: dict[str, str] = {}
         else:
             run_id, existing = reuse.info.run_id, dict(reuse.data.params)
@@ -125,6 +128,35 @@ class SweepTracker:
         self._log_params(run_id, layout.flatten(trial_values), existing)
         self.client.log_text(run_id, _yaml(trial_values), "config.yaml")
         return run_id
+
+    def _retire(self, run: Run) -> None:
+        """An unfinished run that will not continue: KILLED if a killed driver left it RUNNING."""
+        if run.info.status == layout.RUNNING:
+            self.finish_child(run.info.run_id, layout.KILLED)
+
+    def _create_child(self, tags: dict[str, str], name: str) -> str:
+        """A new child run, at most one per (invocation, cell, search trial): looked up by
+        those tags first (a callback replayed after a restart of Tune's driver finds its
+        run), then created. MLflow's client replays a create_run whose response was lost,
+        and the server may then have made two: the one the client returned is kept, the
+        other (no params yet: nothing was logged to it) is deleted."""
+        found = self.own_runs(tags)
+        if found:
+            return found[-1].info.run_id
+        run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
+        for run in self.own_runs(tags):
+            if run.info.run_id != run_id and not run.data.params:
+                self.client.delete_run(run.info.run_id)
+        return run_id
+
+    def own_runs(self, tags: dict[str, str]) -> list[Run]:
+        """The child runs of this parent with the same invocation, cell and search trial as `tags`."""
+        invocation = layout.quoted(tags[layout.INVOCATION])
+        query = f"{layout.children_filter(self.parent_id)} and tags.`{layout.INVOCATION}` = {invocation}"
+        runs = layout.search_all(self.client, [self.experiment_id], query)
+        same = [run for run in runs
+                if all(run.data.tags.get(key) == tags.get(key) for key in (layout.CELL, layout.TRIAL_ID))]
+        return sorted(same, key=lambda run: run.info.start_time or 0)
 
     def finish_child(self, run_id: str, status: str, error: Optional[str] = None) -> None:
         """End a child run; a failure keeps its error text in the `error` tag."""
@@ -159,6 +191,12 @@ class SweepTracker:
         params = [Param(p.key, redact(p.value)) for p in params]
         tags = [RunTag(t.key, redact(t.value)) for t in tags]
         self.client.log_batch(run_id, metrics=list(metrics), params=params, tags=tags, synchronous=True)
+
+
+def changed_params(logged: dict[str, str], flat: dict[str, Any]) -> list[str]:
+    """The keys a run logged with another value than `flat` has (MLflow params are write-once)."""
+    return sorted(key for key, value in flat.items()
+                  if key in logged and logged[key] != redact(layout.param_text(value)))
 
 
 def _yaml(values: dict[str, Any]) -> str:

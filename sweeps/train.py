@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from detector.config import ConfigError, TrialConfig
 from detector.data.coco import DatasetError
 from detector.evaluate import METRIC_NAMES
-from detector.trial import NonFiniteLossError, run_trial
+from detector.trial import CHECKPOINT_NAME, NonFiniteLossError, run_trial
 from sweeps.compose import HelpRequested, compose_config, resolved, split_argv, usage
 from sweeps.schema import trial_part
 
@@ -49,6 +49,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(values)))
         result = run_trial(config, workdir=workdir, report=_print_progress)
+        (workdir / CHECKPOINT_NAME).unlink(missing_ok=True)  # model.pt is written: the result is safe
     except HelpRequested as request:
         print(usage("sweeps.train", request.config_dir))
         return

@@ -8,10 +8,12 @@ marks the trial ERROR (and retries it if trial.max_failures allows).
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import ray
 from ray import tune
@@ -30,11 +32,13 @@ def cell_of(config: dict[str, Any], plan: SweepPlan) -> Cell:
 def train_cell(config: dict[str, Any], plan: SweepPlan) -> None:
     """Run the cell, forward every report to Tune (with the trial's training
     checkpoint whenever it has a new one), and end with the returned metrics
-    plus the workdir as the final checkpoint.
+    plus the workdir's outputs as the final checkpoint.
 
     A retried trial (its worker died; trial.max_failures) starts from the last
     checkpoint Tune holds, on whichever node it lands, and reports
-    `resumed_from`: the iteration it continued from."""
+    `resumed_from`: the iteration it continued from. The training checkpoint
+    stays in the workdir until the driver has stored the result (it then
+    removes the folder), so a kill in between does not mean training again."""
     cell = cell_of(config, plan)
     workdir = plan.workdir(cell, tune.get_context().get_trial_id())
     workdir.mkdir(parents=True, exist_ok=True)
@@ -44,27 +48,56 @@ def train_cell(config: dict[str, Any], plan: SweepPlan) -> None:
         reporter({"iteration": resumed_from, "resumed_from": resumed_from})
     result = run_cell(cell, plan, workdir, reporter)
     final = {**result, FINAL_FLAG: 1, "node_id": ray.get_runtime_context().get_node_id()}
-    tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(workdir)))
+    with outputs_folder(workdir) as outputs:
+        tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(outputs)))
 
 
 def restore_checkpoint(checkpoint: Optional[tune.Checkpoint], workdir: Path) -> Optional[int]:
     """The iteration the trial continues from, or None for a fresh start.
 
-    The workdir's own training checkpoint is the newest when the trial runs
-    again on the same node; elsewhere the one Tune holds is copied in first."""
-    from detector.trial import CHECKPOINT_NAME
+    Two candidates: the workdir's own training checkpoint (the folder belongs to
+    this cell's identity and config, `SweepPlan.workdir`, so it is this trial's
+    from an earlier try on this node) and the one Tune holds (a retry that landed
+    on another node). The further one wins; an unreadable one is set aside
+    (`detector.trial.read_checkpoint`)."""
+    from detector.trial import CHECKPOINT_NAME, read_checkpoint
 
     target = workdir / CHECKPOINT_NAME
-    if checkpoint is not None and not target.is_file():
+    local = _iteration(read_checkpoint(target))
+    if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            source = Path(folder) / CHECKPOINT_NAME
-            if source.is_file():  # (a final checkpoint holds model.pt only: nothing to continue)
+            source = Path(folder) / CHECKPOINT_NAME  # (a final checkpoint holds no training state)
+            held = _iteration(read_checkpoint(source)) if source.is_file() else None
+            if held is not None and (local is None or held > local):
                 shutil.copyfile(source, target)
-    if not target.is_file():
-        return None
-    import torch
+                local = held
+    return local
 
-    return int(torch.load(target, map_location="cpu", weights_only=True)["iteration"])
+
+def _iteration(state: Optional[dict]) -> Optional[int]:
+    return None if state is None else int(state["iteration"])
+
+
+@contextmanager
+def outputs_folder(workdir: Path) -> Iterator[Path]:
+    """The trial's outputs for its final Tune checkpoint (model.pt, metrics.json, the
+    pictures): the workdir without its training state, which the driver never logs
+    and Tune would otherwise copy to its storage once more (hard links, not copies)."""
+    from detector.trial import CHECKPOINT_NAME
+
+    with tempfile.TemporaryDirectory(dir=workdir.parent, prefix=f".{workdir.name}-final-") as folder:
+        outputs = Path(folder) / workdir.name
+        shutil.copytree(workdir, outputs, copy_function=_link_or_copy,
+                        ignore=shutil.ignore_patterns(f"{Path(CHECKPOINT_NAME).stem}.*"))
+        yield outputs
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link (no bytes copied), or a copy where the filesystem has none."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 class CheckpointingReport:
