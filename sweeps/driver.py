@@ -32,7 +32,7 @@ from sweeps.cluster import ClusterInfo, ray_cluster
 from sweeps.continuation import parent_to_continue
 from sweeps.estimate import estimate_line
 from sweeps.failures import SweepAborted, aborted_message
-from sweeps.lease import SweepLease
+from sweeps.lease import SweepLease, clear_stale_journal_lock
 from sweeps.plan import Cell, SweepPlan
 from sweeps.progress import MlflowPoller, ProgressBoard, ProgressCallback
 from sweeps.tracking import SweepTracker, git_commit, resolve_tracking_uri
@@ -91,6 +91,7 @@ class SweepDriver:
             return self._already_done(tracker, existing.info.run_id)
         trials = len(resume[0]) if resume is not None else self.plan.search.num_samples if self.plan.search else 0
         self.console.print(estimate_line(self.plan, trials), highlight=False, soft_wrap=True)
+        self._clear_journal_lock()
         with ray_cluster(self.plan.cluster, say=lambda line: self.console.print(line, highlight=False)) as info:
             resumed = tracker.open_parent(self.plan, existing, git_commit(PROJECT_ROOT))
             plan = self._with_workspace(tracker.parent_id, info)
@@ -100,6 +101,15 @@ class SweepDriver:
                 outcome = self._run_search(tracker, plan, info)
         outcome.resumed = resumed
         return outcome
+
+    def _clear_journal_lock(self) -> None:
+        """A search's journal file may hold the lock of a process killed mid-append: removed
+        here, with one line, rather than waited on silently once Ray has started."""
+        search = self.plan.search
+        if search is not None and "://" not in search.storage:
+            journal = Path(search.storage).expanduser().resolve()
+            clear_stale_journal_lock(journal, say=lambda line: self.console.print(line, highlight=False,
+                                                                                 soft_wrap=True))
 
     def _grid_resume(self, tracker: SweepTracker, existing: Optional[Run]) -> GridResume:
         """What is left of a grid: every cell for a new parent, else the cells the

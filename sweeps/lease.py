@@ -9,7 +9,8 @@
 
 Both are `fcntl.flock` locks: the kernel releases them when the holder dies,
 even by SIGKILL, so a stale lease is taken over by the next invocation with
-no clean-up. The lease files live beside a SQLite store (every writer of that
+no clean-up. Optuna's journal lock is not (a symlink): `clear_stale_journal_lock`
+removes one a killed process left, before Ray starts. The lease files live beside a SQLite store (every writer of that
 store sees them) or, for a tracking server, under `output_dir/leases/`:
 invocations on one machine (or sharing that folder) are kept apart.
 """
@@ -24,10 +25,14 @@ import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator, Optional
+from typing import IO, Callable, Iterator, Optional
 from urllib.parse import urlparse
 
 from detector.config import ConfigError
+
+
+JOURNAL_LOCK_SUFFIX = ".lock"  # Optuna's JournalFileSymlinkLock: the symlink <journal>.lock -> <journal>
+STALE_JOURNAL_LOCK_S = 10.0  # Optuna holds it for one append (milliseconds); far older, nobody will release it
 
 
 class SweepBusy(ConfigError):
@@ -145,3 +150,30 @@ class SweepLease:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def clear_stale_journal_lock(journal: Path, say: Callable[[str], None],
+                             stale_after: float = STALE_JOURNAL_LOCK_S, poll: float = 0.05) -> bool:
+    """Remove the lock of Optuna's journal file if a killed process left it; True if removed.
+
+    Optuna locks the journal with a symlink for each append and removes it after.
+    A process killed during an append leaves the link, and every later process
+    waits on it with nothing said (older Optuna forever, Optuna 5 for its grace
+    period), after Ray has started. The link names no owner to ask, so its age
+    decides: one that nobody released within `stale_after` seconds of its
+    creation is stale; a younger one is waited for (a live append ends in
+    milliseconds). Called before Ray starts; says one line when it removes one."""
+    lock = journal.with_name(journal.name + JOURNAL_LOCK_SUFFIX)
+    while True:
+        try:
+            made = os.lstat(lock).st_mtime  # the link's own time, not its target's
+        except FileNotFoundError:
+            return False  # none, or released meanwhile
+        age = time.time() - made
+        if age >= stale_after:
+            break
+        time.sleep(min(poll, stale_after - age))
+    lock.unlink(missing_ok=True)
+    say(f"removed a stale lock of the Optuna journal: {lock} (left {age:.0f} s ago by a process "
+        "killed while writing to it)")
+    return True
