@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from analysis.findings import NOT_REPRODUCED, REPRODUCED
 from analysis.layout import SPEED_METRIC, format_value, runs_page
 from analysis.provenance import Reproduction
+from analysis.redact import redact
 from analysis.render import _displayed  # the columns as every renderer shows them (n after the keys)
 from analysis.render_findings import decidable_text, design_line, level_text, ours_text, paper_text, relative_text
 from analysis.table import Table
@@ -204,6 +205,7 @@ class RunLinks:
     """Links to MLflow runs, only when the store is a server a browser can open."""
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_id: str = "", saved_view: bool = False) -> None:
+        tracking_uri = redact(tracking_uri)  # a page is shared: user:***@, never the password
         server = urlparse(tracking_uri).scheme in ("http", "https") and experiment_id
         self.base = f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/" if server else ""
         self.page = runs_page(tracking_uri, experiment_id, parent_id, saved_view) if server and parent_id else ""

@@ -7,6 +7,7 @@ connect; nothing else does.
 
 - `redact(text)` masks every password in a text (a URI, a YAML dump, an error
   message): `user:pw@` becomes `user:***@`, `password=pw` becomes `password=***`.
+  It lives in analysis/redact.py (the report's MLflow links use it too).
 - `conceal(uri)` is `redact` that remembers the original in this process, and
   `reveal(concealed)` gives it back. Objects Tune pickles into its storage
   (the MLflow callback, the Optuna storage) pickle the concealed form and
@@ -16,23 +17,9 @@ connect; nothing else does.
 
 from __future__ import annotations
 
-import re
-
-MASK = "***"
-
-# scheme://user:password@host... ; the password runs to the token's last "@"
-# (SQLAlchemy URLs allow "/" in it, plain URLs allow "@"), never across whitespace.
-_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):(?P<password>[^\s]*?)@(?=[^\s@]*(?:\s|$))")
-# ...?password=pw&...  (libpq, SQLAlchemy and MLflow accept credentials as query arguments)
-_QUERY = re.compile(r"(?P<head>[?&;](?:password|passwd|pwd|secret|token)=)(?P<value>[^&;\s'\"]*)", re.IGNORECASE)
+from analysis.redact import MASK, redact  # noqa: F401 - one source: sweeps/ takes both from here
 
 _ORIGINALS: dict[str, str] = {}  # concealed URI -> the original, in this process only
-
-
-def redact(text: str) -> str:
-    """`text` with every password of a URI in it replaced by ***."""
-    text = _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@" if m["password"] else m[0], text)
-    return _QUERY.sub(lambda m: f"{m['head']}{MASK}" if m["value"] else m[0], text)
 
 
 def conceal(uri: str) -> str:
