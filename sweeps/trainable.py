@@ -75,6 +75,7 @@ def restore_checkpoint(checkpoint: Optional[tune.Checkpoint], workdir: Path) -> 
 
 
 def _iteration(state: Optional[dict]) -> Optional[int]:
+    """The iteration a training state was saved at (None: no readable checkpoint)."""
     return None if state is None else int(state["iteration"])
 
 
