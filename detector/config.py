@@ -276,11 +276,11 @@ def validate(config: TrialConfig) -> None:
     from detector.evaluate import BACKENDS
 
     _validate_model(config.model)
+    _validate_loss(config.loss)
+    _validate_data(config.data)
     _check(config.model.pretrained != SYNTHETIC_WEIGHTS or config.data.kind == "synthetic",
            "model.pretrained=synthetic needs data.kind=synthetic (its crops come from the synthetic scenes); "
            "with COCO use model.pretrained=imagenet or a state-dict path")
-    _validate_loss(config.loss)
-    _validate_data(config.data)
     _validate_train(config.train)
     _check(config.eval.backend in BACKENDS,
            f"eval.backend={config.eval.backend!r} must be one of {', '.join(BACKENDS)}")
