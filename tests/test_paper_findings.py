@@ -139,7 +139,9 @@ def test_the_best_alpha_falls_as_an_interaction_contrast_with_holm_levels(analys
               + _cells({"loss.gamma": 2.0, "loss.alpha": 0.9}, [5.0, 7.0])
               + _cells({"loss.gamma": 0.0, "loss.alpha": 0.25}, [3.0, 5.0])
               + _cells({"loss.gamma": 0.0, "loss.alpha": 0.9}, [6.0, 10.0]))
-    results = _findings(analysis_store, "gamma_contrast", trials, table_block("gamma_alpha"))
+    # Welch's se, as computed above (the shipped sweep file declares a pooled variance instead)
+    block = {**table_block("gamma_alpha"), "verdicts": {"pooled_variance": False}}
+    results = _findings(analysis_store, "gamma_contrast", trials, block)
     contrast = results["best_alpha_falls_with_gamma"]
     assert contrast.estimate == pytest.approx(9.0)
     assert [r.level for r in results.values()] == pytest.approx([0.05 / 3] * 3)

@@ -53,7 +53,9 @@ CASES = {
                                  "sweep.space.loss.alpha.low='abc' must be a number"),
     "asha not a mapping": (["+sweep=search", "sweep.asha=3"],
                            "sweep.asha=3 must be a mapping of grace_period and reduction_factor"),
-    "data.root missing": (["+sweep=gamma_alpha", "data=coco", "data.root=/no/such/coco"],
+    # the cpu profile's synthetic pretraining needs synthetic data: from scratch here, to reach the root
+    "data.root missing": (["+sweep=gamma_alpha", "data=coco", "data.root=/no/such/coco", "model.pretrained=null",
+                           "model.frozen_bn=false"],
                           "data.root=/no/such/coco does not exist here"),
     "relative pretrained": (["+sweep=gamma_alpha", "model.pretrained=weights/r50.pth"],
                             "model.pretrained=weights/r50.pth is a relative path, which each trial would read from "
