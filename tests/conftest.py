@@ -17,3 +17,15 @@ def compose_trial(overrides: list[str]) -> TrialConfig:
 def smoke_cache(tmp_path_factory) -> str:
     """One synthetic-data cache shared by the session's smoke runs."""
     return str(tmp_path_factory.mktemp("synthetic-cache"))
+
+
+def start_local_ray() -> None:
+    """A quiet 2-CPU local Ray cluster for a test module's sweeps (they reuse it; the caller shuts it down)."""
+    import logging
+
+    import ray
+
+    from sweeps.cluster import quiet_ray
+
+    quiet_ray()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)

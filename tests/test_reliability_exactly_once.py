@@ -25,12 +25,11 @@ from ray import tune
 
 from analysis import layout
 from detector.trial import CHECKPOINT_NAME, run_trial
-from sweeps.cluster import quiet_ray
 from sweeps.driver import close_and_tally
 from sweeps.run import EXIT_ABORTED, EXIT_TRIALS_FAILED, plan_from
 from sweeps.tracking import SweepTracker
 from sweeps.trainable import restore_checkpoint
-from tests.conftest import compose_trial
+from tests.conftest import compose_trial, start_local_ray
 from tests.test_reliability_failures import FULL_DISK, FailsOnce, run_main, sweep_runs
 
 ONE_CELL = "sweep.trimmed.smoke={loss.gamma:[2.0],loss.alpha:[0.25]}"
@@ -46,10 +45,7 @@ def checkpoints_then_fails(cfg, *, workdir: Path, report) -> dict:
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    """One 2-CPU local Ray cluster for the module (sweeps reuse it)."""
-    quiet_ray()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
+    start_local_ray()
     yield
     ray.shutdown()
 

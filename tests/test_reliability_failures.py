@@ -12,7 +12,6 @@ functions that train nothing (this module's), so each takes seconds.
 from __future__ import annotations
 
 import errno
-import logging
 from pathlib import Path
 
 import pytest
@@ -21,11 +20,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from detector.config import ConfigError
-from sweeps.cluster import ClusterInfo, _check_fits, _check_storage, quiet_ray
+from sweeps.cluster import ClusterInfo, _check_fits, _check_storage
 from sweeps.compose import compose_config, resolved
 from sweeps.run import EXIT_ABORTED, EXIT_TRIALS_FAILED, main
 from sweeps.tracking import SweepTracker
 from tests.fake_trials import ap_from_alpha
+from tests.conftest import start_local_ray
 
 TWO_CELLS = "sweep.trimmed.smoke={loss.gamma:[2.0],loss.alpha:[0.25,0.75]}"
 
@@ -43,10 +43,7 @@ def always_fails(cfg, *, workdir: Path, report) -> dict:
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    """One 2-CPU local Ray cluster for the module (sweeps reuse it)."""
-    quiet_ray()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
+    start_local_ray()
     yield
     ray.shutdown()
 

@@ -8,7 +8,6 @@ tests make that link as a killed process leaves it.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import threading
@@ -18,9 +17,9 @@ from pathlib import Path
 import pytest
 import ray
 
-from sweeps.cluster import quiet_ray
 from sweeps.lease import clear_stale_journal_lock
 from tests.test_reliability_failures import run_main, sweep_runs
+from tests.conftest import start_local_ray
 
 
 def left_lock(journal: Path, age_s: float) -> Path:
@@ -68,9 +67,7 @@ def test_no_lock_nothing_said(tmp_path):
 
 @pytest.fixture
 def local_ray():
-    quiet_ray()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
+    start_local_ray()
     yield
     ray.shutdown()
 
