@@ -22,8 +22,8 @@ from detector.matcher import Matcher
 from detector.postprocess import postprocess_image
 
 # ImageNet statistics of torchvision's ResNet weights, for images in [0, 1].
-_PIXEL_MEAN = (0.485, 0.456, 0.406)
-_PIXEL_STD = (0.229, 0.224, 0.225)
+PIXEL_MEAN = (0.485, 0.456, 0.406)
+PIXEL_STD = (0.229, 0.224, 0.225)
 
 
 class RetinaNet(nn.Module):
@@ -46,8 +46,8 @@ class RetinaNet(nn.Module):
         self.criterion = criterion
         self.inference = inference
         self.size_divisible = size_divisible
-        self.register_buffer("pixel_mean", torch.tensor(_PIXEL_MEAN).view(3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(_PIXEL_STD).view(3, 1, 1), persistent=False)
+        self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(3, 1, 1), persistent=False)
         self._anchor_cache: dict[tuple, torch.Tensor] = {}
 
     def batch_images(self, images: list[torch.Tensor]) -> torch.Tensor:

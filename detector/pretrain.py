@@ -35,16 +35,13 @@ from torchvision.ops import roi_align
 from detector.backbone import RESNETS
 from detector.config import SYNTHETIC_WEIGHTS, DataConfig, ModelConfig, PretrainConfig, SyntheticConfig, TrialConfig
 from detector.data.synthetic import object_classes, render_scene, split_seed
+from detector.model import PIXEL_MEAN, PIXEL_STD
 
 Log = Callable[[str], None]  # where progress lines go
 PRETRAIN_VERSION = 1  # bump when the crops or the training change, so old weights are not reused
 SPLIT = "pretrain"  # the scenes' stream name (its own random stream, see synthetic.split_seed)
 PROGRESS_EVERY = 100  # steps between progress lines
 HELD_OUT = 0.1  # fraction of crops kept aside to measure the classifier's accuracy
-# The detector normalises images with ImageNet's statistics (detector/model.py); the
-# crops are normalised the same way, so the pretrained first layer sees the same inputs.
-_PIXEL_MEAN = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
-_PIXEL_STD = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
 
 
 def pretrained_key(depth: int, pretrain: PretrainConfig, scenes: SyntheticConfig) -> str:
@@ -140,7 +137,9 @@ def _square(box: tuple[float, float, float, float], context: float) -> list[floa
 
 def _normalise(crops: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 3, S, S) -> float, ImageNet-normalised as the detector's inputs are."""
-    return (crops.float() / 255.0 - _PIXEL_MEAN) / _PIXEL_STD
+    # the detector's own statistics, so the pretrained first layer sees the inputs it will see there
+    mean, std = torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), torch.tensor(PIXEL_STD).view(1, 3, 1, 1)
+    return (crops.float() / 255.0 - mean) / std
 
 
 def _fit(resnet: nn.Module, crops: torch.Tensor, labels: torch.Tensor, cfg: PretrainConfig,

@@ -22,9 +22,12 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from sweeps.plan import SweepPlan
+
+if TYPE_CHECKING:
+    from detector.config import ModelConfig
 
 SWEEP_OVERHEAD_S = 35.0  # Ray start and stop, MLflow store, the report (2-core machine, loaded: a smoke sweep of
 # 6 trials x 40 iterations took 75 s wall, 40 s of it in the trials)
@@ -43,7 +46,7 @@ class TrialTime:
         """This machine's trial time over the measured one's (probe now / probe then); None if either is unknown."""
         return probe_now / self.probe if probe_now and self.probe else None
 
-    def seconds(self, iterations: int, probe_now: Optional[float] = None) -> float:
+    def seconds(self, iterations: float, probe_now: Optional[float] = None) -> float:
         """Seconds of a trial of `iterations`, scaled to this machine when both probes are known."""
         return (self.slowdown(probe_now) or 1.0) * (self.fixed + self.per_iteration * iterations)
 
@@ -148,13 +151,14 @@ def pretraining_seconds(plan: SweepPlan, probe_now: Optional[float] = None) -> f
 
     configs = [cell.config for cell in plan.cells] or [plan.base_config]
     pending = {pretrained_path(c.model, c.data): c.model for c in configs if c.model.pretrained == SYNTHETIC_WEIGHTS}
-    seconds = 0.0
-    for path, model in pending.items():
-        if not path.is_file():
-            scale = PRETRAIN_DEPTH_COST.get(model.depth, 1.0) * (model.pretrain.crop_size / PRETRAIN_CROP) ** 2
-            step = PRETRAIN.slowdown(probe_now) or 1.0
-            seconds += step * (PRETRAIN.fixed + scale * PRETRAIN.per_iteration * model.pretrain.steps)
-    return seconds
+    return sum(PRETRAIN.seconds(_pretrain_steps(model), probe_now) for path, model in pending.items()
+               if not path.is_file())
+
+
+def _pretrain_steps(model: "ModelConfig") -> float:
+    """The pretraining's steps in ResNet-18 steps of PRETRAIN_CROP-px crops (what PRETRAIN measured)."""
+    scale = PRETRAIN_DEPTH_COST.get(model.depth, 1.0) * (model.pretrain.crop_size / PRETRAIN_CROP) ** 2
+    return scale * model.pretrain.steps
 
 
 def _iterations(plan: SweepPlan) -> int:
