@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from detector.config import DataConfig
-from detector.data.coco import CocoDetection, DatasetError
+from detector.data.coco import CocoDetection, DatasetError, image_table
 from detector.data.loader import build_datasets, build_train_loader, collate
 from detector.data.transforms import Compose, RandomHorizontalFlip, Resize
 from detector.evaluate import coco_metrics
@@ -310,6 +310,23 @@ def test_real_layout_image_without_file_name_is_a_one_line_error(coco_root):
     path.write_text(json.dumps(coco))
     with pytest.raises(DatasetError, match=r"^instances_train2017.json: image 3 has no file_name$"):
         build_datasets(real_config(coco_root))
+
+
+@pytest.mark.parametrize("file_name", ["/etc/passwd", "../val2017/1.jpg", "a/../../b.jpg", "C:\\x.jpg", "..\\x.jpg"])
+def test_real_layout_file_name_outside_the_image_folder_is_a_one_line_error(coco_root, file_name):
+    path = coco_root / "annotations" / "instances_train2017.json"
+    coco = json.loads(path.read_text())
+    coco["images"][2]["file_name"] = file_name
+    path.write_text(json.dumps(coco))
+    with pytest.raises(DatasetError) as info:
+        build_datasets(real_config(coco_root))
+    assert str(info.value).startswith("instances_train2017.json: image 3 has file_name ")
+    assert "outside the image folder" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_file_names_in_subfolders_are_kept():
+    table = image_table("x.json", [{"id": 1, "file_name": "sub/1.jpg"}, {"id": 2, "file_name": "2..jpg"}])
+    assert list(table.file_names) == ["sub/1.jpg", "2..jpg"]
 
 
 def test_start_up_lists_the_image_folder_instead_of_a_stat_per_image(tmp_path, monkeypatch):

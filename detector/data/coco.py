@@ -31,7 +31,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from operator import itemgetter
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -140,11 +140,21 @@ def image_table(name: str, images: list[Any]) -> ImageTable:
     empty = next((i for i, f in enumerate(file_names) if not isinstance(f, str) or not f), None)
     if empty is not None:
         raise DatasetError(f"{name}: image {ids[empty]} has no file_name")
+    outside = next((i for i, f in enumerate(file_names) if _escapes(f)), None)
+    if outside is not None:  # joined to the image folder, it would read (or a cache write) elsewhere
+        raise DatasetError(f"{name}: image {ids[outside]} has file_name {file_names[outside]!r} "
+                           "outside the image folder; expected a relative path without '..'")
     order = np.argsort(id_array, kind="stable")
     _check_unique(name, "image id", id_array[order])
     sizes = np.array([(image.get("width") or 0, image.get("height") or 0) for image in images], dtype=np.int64)
     sizes = sizes.reshape(-1, 2)[order]
     return ImageTable(id_array[order], np.asarray(file_names, dtype=str)[order], sizes[:, 0], sizes[:, 1])
+
+
+def _escapes(file_name: str) -> bool:
+    """Whether a file_name leaves its image folder: absolute (POSIX or Windows) or with a '..' part."""
+    return (PurePosixPath(file_name).is_absolute() or PureWindowsPath(file_name).is_absolute()
+            or ".." in PurePosixPath(file_name.replace("\\", "/")).parts)
 
 
 def annotation_table(name: str, annotations: list[Any]) -> AnnotationTable:
