@@ -30,7 +30,7 @@ that read and write files are sweeps/regime.py and sweeps/loss_cdf.py.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
@@ -50,7 +50,6 @@ from detector.matcher import IGNORE, NEGATIVE, POSITIVE, Matcher
 from detector.model import SIZE_DIVISIBLE, RetinaNet, build_anchor_generator, build_matcher, build_model
 
 SMALL_AREA, LARGE_AREA = 32.0 ** 2, 96.0 ** 2  # COCO's area ranges (original-image pixels)
-WELL_CLASSIFIED_PT = 0.5  # "well-classified" = p_t > 0.5, the paper's section 3.2 notion
 FIGURE4_SHARE = 0.8  # Figure 4 figure: fraction of the hardest samples carrying 80% of the loss
 FIGURE4_GAMMAS = (0.0, 0.5, 1.0, 2.0)
 # The losses whose shares we report: alpha-balanced CE at the paper's best alpha (Table 1a) and at
@@ -93,6 +92,7 @@ class ImageCounts:
     boxes: int
     unmatchable: int  # boxes whose best IoU with any anchor is < fg_iou
     positives_per_class: Tensor  # (K,) int64 positive anchors by the class of their box
+    unmatched: Tensor  # (G,) bool: this box is unmatchable
 
 
 def match_image(anchors: Tensor, boxes: Tensor, labels: Tensor, match: Matcher, num_classes: int) -> ImageCounts:
@@ -105,12 +105,12 @@ def match_image(anchors: Tensor, boxes: Tensor, labels: Tensor, match: Matcher, 
     iou = box_iou(boxes.to(anchors.dtype), anchors)  # (G, M)
     index, label = match(iou)  # (M,), (M,)
     positive = label == POSITIVE
-    per_class = torch.bincount(labels.to(torch.int64)[index[positive]], minlength=num_classes) \
-        if boxes.shape[0] else torch.zeros(num_classes, dtype=torch.int64)
-    unmatchable = int((iou.max(dim=1).values < match.fg_iou).sum()) if boxes.shape[0] else 0
+    per_class = torch.bincount(labels.to(torch.int64)[index[positive]], minlength=num_classes)  # (K,)
+    unmatched = iou.max(dim=1).values < match.fg_iou  # (G,)
     return ImageCounts(anchors=int(anchors.shape[0]), positives=int(positive.sum()),
                        ignored=int((label == IGNORE).sum()), negatives=int((label == NEGATIVE).sum()),
-                       boxes=int(boxes.shape[0]), unmatchable=unmatchable, positives_per_class=per_class)
+                       boxes=int(boxes.shape[0]), unmatchable=int(unmatched.sum()), positives_per_class=per_class,
+                       unmatched=unmatched)
 
 
 # ---------------------------------------------------------------- the regime of a data set
@@ -140,10 +140,7 @@ class Regime:
     unmatchable_by_size: dict[str, float] = field(default_factory=dict)  # small / medium / large (orig. area)
     object_size_shares: dict[str, float] = field(default_factory=dict)  # small / medium / large
     positives_per_matched_box: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)  # loss shares etc. filled by callers
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    extra: dict[str, Any] = field(default_factory=dict)  # row label -> value: what a command adds (loss shares)
 
 
 # One image as the regime sees it: resized (H, W), boxes (G, 4) xyxy resized, labels (G,),
@@ -173,11 +170,9 @@ def measure(records: Iterable[ImageRecord], num_classes: int, model_cfg: ModelCo
         for name in totals:
             totals[name] += getattr(counts, name)
         per_class += counts.positives_per_class
-        if boxes.shape[0]:
-            best = box_iou(boxes.to(anchors.dtype), anchors).max(dim=1).values  # (G,)
-            for name, iou in zip(size_class(areas), best.tolist()):
-                by_size[name][0] += 1
-                by_size[name][1] += int(iou < match.fg_iou)
+        for name, unmatched in zip(size_class(areas), counts.unmatched.tolist()):
+            by_size[name][0] += 1
+            by_size[name][1] += int(unmatched)
         images += 1
     if images == 0:
         raise ValueError("no images to measure")
