@@ -118,7 +118,7 @@ def figure4(run_id: str, *, tracking_uri: str | None = None, out: str | Path | N
     samples = sample_logits(model, val_set, images, max_negatives, seed, resolve_device(device or cfg.train.device))
     subtitle = (f"run {run_id[:8]} ({tags.get(layout.CELL, '')}): {samples.positives.numel():,} positive "
                 f"and {samples.negatives.numel():,} negative samples of {samples.images} images")
-    stem = Path(out or Path(layout.REPORTS_DIR) / tags.get(layout.NAME, "runs")) / f"figure4_{run_id[:8]}"
+    stem = Path(out or Path("reports") / tags.get(layout.NAME, "runs")) / f"figure4_{run_id[:8]}"
     paths = plot_figure4(loss_curves(samples, gammas, points), stem, subtitle)
     result = Figure4(paths, figure4_fractions(samples, gammas), stem.with_suffix(".json"))
     result.json.write_text(json.dumps({"run_id": run_id, "images": samples.images,
@@ -157,7 +157,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The command line; argparse prints a usage error and exits 2 on a bad one."""
     parser = argparse.ArgumentParser(prog="python -m sweeps.loss_cdf", description=__doc__.split("\n")[0])
     parser.add_argument("run_id", help="a child (trial) run id")
-    parser.add_argument("overrides", nargs="*", type=_override, metavar="key=value",
+    parser.add_argument("overrides", nargs="*", default=[], type=_override, metavar="key=value",
                         help="changes to the run's config, e.g. data.root=/data/coco")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLflow's)")
     parser.add_argument("--out", default=None, help="folder for the files (default: reports/<sweep>/)")
