@@ -20,7 +20,6 @@ from the parent run; analysis/declaration.py), never the sweep's name.
 | `render.py`, `render_findings.py` | Markdown / CSV / LaTeX / terminal; the Findings block |
 | `plots.py` | the plot kinds a declaration names (curve, bars, figure2) |
 | `report.py` | all of it, CLI: `build_report`, `create_report -> Report` |
-| `loss_cdf.py` | Figure 4 (imports detector/, the one exception) |
 
 Entry point: `analysis.report.build_report` / `python -m analysis.report`.
 """

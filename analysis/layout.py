@@ -271,3 +271,9 @@ def latest_per_cell(runs: Iterable[RunLike]) -> dict[str, Any]:
         if key and (old is None or run.info.status == FINISHED or old.info.status != FINISHED):
             chosen[key] = run
     return chosen
+
+
+# -- child artifacts that sweeps/loss_cdf.py reads back, and the folder it logs Figure 4 to
+CONFIG_ARTIFACT = "config.yaml"  # the trial's resolved config
+MODEL_ARTIFACT = "checkpoint/model.pt"  # the trained model's state dict
+REPORTS_DIR = "reports"

@@ -24,6 +24,7 @@ from detector.postprocess import postprocess_image
 # ImageNet statistics of torchvision's ResNet weights, for images in [0, 1].
 PIXEL_MEAN = (0.485, 0.456, 0.406)
 PIXEL_STD = (0.229, 0.224, 0.225)
+SIZE_DIVISIBLE = 32  # inputs are zero-padded to a multiple of C5's stride: the FPN's upsampled maps then line up
 
 
 class RetinaNet(nn.Module):
@@ -37,7 +38,7 @@ class RetinaNet(nn.Module):
 
     def __init__(self, *, backbone: nn.Module, head: RetinaNetHead, anchor_generator: AnchorGenerator,
                  box_coder: BoxCoder, criterion: RetinaNetCriterion, inference: InferenceConfig,
-                 size_divisible: int = 32) -> None:
+                 size_divisible: int = SIZE_DIVISIBLE) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -90,16 +91,26 @@ class RetinaNet(nn.Module):
 
 def build_model(model_cfg: ModelConfig, loss_cfg: LossConfig, num_classes: int) -> RetinaNet:
     """RetinaNet for `num_classes` classes from the typed config."""
-    anchor_cfg = model_cfg.anchors
-    anchor_generator = AnchorGenerator(sizes=anchor_cfg.sizes, scales_per_octave=anchor_cfg.scales_per_octave,
-                                       aspect_ratios=anchor_cfg.aspect_ratios, offset=anchor_cfg.offset)
+    anchor_generator = build_anchor_generator(model_cfg)
     head = RetinaNetHead(in_channels=model_cfg.fpn_channels, num_anchors=anchor_generator.num_anchors_per_location,
                          num_classes=num_classes, num_convs=model_cfg.head_convs,
                          channels=model_cfg.head_channels, prior_prob=model_cfg.prior_prob,
                          norm=model_cfg.head_norm)
     box_coder = BoxCoder(weights=tuple(model_cfg.box_coder_weights))
-    matcher = Matcher(fg_iou=model_cfg.matcher.fg_iou, bg_iou=model_cfg.matcher.bg_iou,
-                      allow_low_quality=model_cfg.matcher.allow_low_quality)
-    criterion = RetinaNetCriterion(matcher=matcher, box_coder=box_coder, loss_cfg=loss_cfg, num_classes=num_classes)
+    criterion = RetinaNetCriterion(matcher=build_matcher(model_cfg), box_coder=box_coder, loss_cfg=loss_cfg,
+                                   num_classes=num_classes)
     return RetinaNet(backbone=build_backbone(model_cfg), head=head, anchor_generator=anchor_generator,
                      box_coder=box_coder, criterion=criterion, inference=model_cfg.inference)
+
+
+def build_anchor_generator(model_cfg: ModelConfig) -> AnchorGenerator:
+    """The model's AnchorGenerator of `model_cfg.anchors` (detector/regime.py counts with the same one)."""
+    a = model_cfg.anchors
+    return AnchorGenerator(sizes=a.sizes, scales_per_octave=a.scales_per_octave, aspect_ratios=a.aspect_ratios,
+                           offset=a.offset)
+
+
+def build_matcher(model_cfg: ModelConfig) -> Matcher:
+    """The model's Matcher of `model_cfg.matcher`."""
+    m = model_cfg.matcher
+    return Matcher(fg_iou=m.fg_iou, bg_iou=m.bg_iou, allow_low_quality=m.allow_low_quality)

@@ -13,39 +13,43 @@ its data, the figures that say how close a setting is to that regime:
 - the share of the classification loss carried by well-classified negatives
   (y = 0 and p_t > 0.5, i.e. p < 0.5), at initialisation (every logit at the
   prior bias) and for a trained model;
-- the paper's Figure 4 figures: the fraction of the hardest negatives (and
-  positives) that carries 80% of their normalised focal loss.
+- the paper's Figure 4: the normalised focal loss's CDF over a model's
+  sampled logits, and the fraction of the hardest negatives (and positives)
+  that carries 80% of it.
 
 Everything works from COCO-format annotations (`regime_from_coco`), so a user
 with the real COCO train2017 file gets the paper's figures exactly;
 `coco_like_annotations` builds a synthetic stand-in with COCO's published
-object statistics for when it is absent.
+object statistics for when it is absent. The model, its anchors and matcher
+and the images come from the detector's own factories and loader.
 
-Pure functions on tensors and dicts: no Hydra, MLflow or Ray.
+Pure functions on tensors and dicts: no Hydra, MLflow or Ray. The commands
+that read and write files are sweeps/regime.py and sweeps/loss_cdf.py.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 from torchvision.ops import box_iou
 
 from detector.anchors import AnchorGenerator, feature_map_sizes
-from detector.config import ModelConfig
+from detector.config import ConfigError, ModelConfig, TrialConfig
+from detector.data.coco import CocoDetection, read_coco_json
+from detector.data.loader import build_datasets
 from detector.data.transforms import resize_scale
 from detector.losses import sigmoid_focal_loss
 from detector.matcher import IGNORE, NEGATIVE, POSITIVE, Matcher
+from detector.model import SIZE_DIVISIBLE, RetinaNet, build_anchor_generator, build_matcher, build_model
 
-SIZE_DIVISIBLE = 32  # RetinaNet.batch_images pads every input to a multiple of 32
 SMALL_AREA, LARGE_AREA = 32.0 ** 2, 96.0 ** 2  # COCO's area ranges (original-image pixels)
-WELL_CLASSIFIED_PT = 0.5  # "well-classified" = p_t > 0.5, the paper's section 3.2 notion
 FIGURE4_SHARE = 0.8  # Figure 4 figure: fraction of the hardest samples carrying 80% of the loss
 FIGURE4_GAMMAS = (0.0, 0.5, 1.0, 2.0)
 # The losses whose shares we report: alpha-balanced CE at the paper's best alpha (Table 1a) and at
@@ -55,19 +59,6 @@ REFERENCE_LOSSES: tuple[tuple[str, float, float], ...] = (
 
 
 # ---------------------------------------------------------------- anchors and matching
-
-
-def anchor_generator(model_cfg: ModelConfig) -> AnchorGenerator:
-    """The detector's AnchorGenerator for `model_cfg.anchors` (strides 8..128, P3-P7)."""
-    a = model_cfg.anchors
-    return AnchorGenerator(sizes=a.sizes, scales_per_octave=a.scales_per_octave,
-                           aspect_ratios=a.aspect_ratios, offset=a.offset)
-
-
-def matcher(model_cfg: ModelConfig) -> Matcher:
-    """The detector's Matcher for `model_cfg.matcher`."""
-    m = model_cfg.matcher
-    return Matcher(fg_iou=m.fg_iou, bg_iou=m.bg_iou, allow_low_quality=m.allow_low_quality)
 
 
 def padded_size(height: int, width: int, divisible: int = SIZE_DIVISIBLE) -> tuple[int, int]:
@@ -101,6 +92,7 @@ class ImageCounts:
     boxes: int
     unmatchable: int  # boxes whose best IoU with any anchor is < fg_iou
     positives_per_class: Tensor  # (K,) int64 positive anchors by the class of their box
+    unmatched: Tensor  # (G,) bool: this box is unmatchable
 
 
 def match_image(anchors: Tensor, boxes: Tensor, labels: Tensor, match: Matcher, num_classes: int) -> ImageCounts:
@@ -113,12 +105,12 @@ def match_image(anchors: Tensor, boxes: Tensor, labels: Tensor, match: Matcher, 
     iou = box_iou(boxes.to(anchors.dtype), anchors)  # (G, M)
     index, label = match(iou)  # (M,), (M,)
     positive = label == POSITIVE
-    per_class = torch.bincount(labels.to(torch.int64)[index[positive]], minlength=num_classes) \
-        if boxes.shape[0] else torch.zeros(num_classes, dtype=torch.int64)
-    unmatchable = int((iou.max(dim=1).values < match.fg_iou).sum()) if boxes.shape[0] else 0
+    per_class = torch.bincount(labels.to(torch.int64)[index[positive]], minlength=num_classes)  # (K,)
+    unmatched = iou.max(dim=1).values < match.fg_iou  # (G,)
     return ImageCounts(anchors=int(anchors.shape[0]), positives=int(positive.sum()),
                        ignored=int((label == IGNORE).sum()), negatives=int((label == NEGATIVE).sum()),
-                       boxes=int(boxes.shape[0]), unmatchable=unmatchable, positives_per_class=per_class)
+                       boxes=int(boxes.shape[0]), unmatchable=int(unmatched.sum()), positives_per_class=per_class,
+                       unmatched=unmatched)
 
 
 # ---------------------------------------------------------------- the regime of a data set
@@ -148,10 +140,7 @@ class Regime:
     unmatchable_by_size: dict[str, float] = field(default_factory=dict)  # small / medium / large (orig. area)
     object_size_shares: dict[str, float] = field(default_factory=dict)  # small / medium / large
     positives_per_matched_box: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)  # loss shares etc. filled by callers
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    extra: dict[str, Any] = field(default_factory=dict)  # row label -> value: what a command adds (loss shares)
 
 
 # One image as the regime sees it: resized (H, W), boxes (G, 4) xyxy resized, labels (G,),
@@ -166,7 +155,7 @@ def size_class(areas: Tensor) -> list[str]:
 
 def measure(records: Iterable[ImageRecord], num_classes: int, model_cfg: ModelConfig) -> Regime:
     """The Regime of images given as ImageRecords, with `model_cfg`'s anchors and matcher."""
-    generator, match = anchor_generator(model_cfg), matcher(model_cfg)
+    generator, match = build_anchor_generator(model_cfg), build_matcher(model_cfg)
     anchors_cache: dict[tuple[int, int], Tensor] = {}
     totals = {"anchors": 0, "positives": 0, "ignored": 0, "negatives": 0, "boxes": 0, "unmatchable": 0}
     per_class = torch.zeros(num_classes, dtype=torch.int64)
@@ -181,11 +170,9 @@ def measure(records: Iterable[ImageRecord], num_classes: int, model_cfg: ModelCo
         for name in totals:
             totals[name] += getattr(counts, name)
         per_class += counts.positives_per_class
-        if boxes.shape[0]:
-            best = box_iou(boxes.to(anchors.dtype), anchors).max(dim=1).values  # (G,)
-            for name, iou in zip(size_class(areas), best.tolist()):
-                by_size[name][0] += 1
-                by_size[name][1] += int(iou < match.fg_iou)
+        for name, unmatched in zip(size_class(areas), counts.unmatched.tolist()):
+            by_size[name][0] += 1
+            by_size[name][1] += int(unmatched)
         images += 1
     if images == 0:
         raise ValueError("no images to measure")
@@ -241,15 +228,14 @@ def coco_records(coco: dict[str, Any], min_size: int, max_size: int, max_images:
     return records, len(cat_ids)
 
 
-def regime_from_coco(ann_file: str | Path | dict[str, Any], model_cfg: ModelConfig, min_size: int, max_size: int,
+def regime_from_coco(coco: dict[str, Any], model_cfg: ModelConfig, min_size: int, max_size: int,
                      max_images: Optional[int] = None, seed: int = 0) -> Regime:
-    """The Regime of a COCO-format annotation file (path or parsed dict) at `min_size`/`max_size`.
+    """The Regime of a COCO-format annotation dict at `min_size`/`max_size`.
 
     Only the annotations are read (no images): with the real
     `instances_train2017.json`, `model_cfg` = the paper profile's anchors and
     600/1000 this gives the paper's own figures.
     """
-    coco = json.loads(Path(ann_file).read_text()) if not isinstance(ann_file, dict) else ann_file
     records, num_classes = coco_records(coco, min_size, max_size, max_images, seed)
     return measure(records, num_classes, model_cfg)
 
@@ -385,14 +371,21 @@ def loss_shares(x_t_pos: Tensor, x_t_neg: Tensor, gamma: float, alpha: Optional[
             "easy_fraction": float(easy.double().mean()) if easy.numel() else float("nan")}
 
 
+def focal_losses(x_t: Tensor, gamma: float) -> Tensor:
+    """FL_gamma of each sample: x_t (S,) signed logits -> (S,) float64 -(1 - p_t)^gamma log(p_t).
+
+    No alpha: Figure 4 normalises the loss to sum to 1, so a constant weight cancels.
+    """
+    return sigmoid_focal_loss(x_t.double(), torch.ones_like(x_t, dtype=torch.float64), alpha=None, gamma=gamma)
+
+
 def hardest_fraction(x_t: Tensor, gamma: float, share: float = FIGURE4_SHARE) -> float:
     """Fraction of samples, hardest first, whose normalised FL_gamma (no alpha) reaches `share` of the total.
 
     The paper's Figure 4 read from the other end: its CDF sorts from the
     lowest loss, so this is 1 - (the x where the CDF reaches 1 - share).
     """
-    loss = sigmoid_focal_loss(x_t.double(), torch.ones_like(x_t, dtype=torch.float64), alpha=None, gamma=gamma)
-    ordered = torch.sort(loss, descending=True).values
+    ordered = torch.sort(focal_losses(x_t, gamma), descending=True).values
     cumulative = torch.cumsum(ordered, 0)
     if cumulative.numel() == 0 or not cumulative[-1] > 0:
         return float("nan")
@@ -401,13 +394,33 @@ def hardest_fraction(x_t: Tensor, gamma: float, share: float = FIGURE4_SHARE) ->
     return (reached + 1) / ordered.numel()
 
 
+def normalized_loss_cdf(x_t: Tensor, gamma: float, points: int = 1000) -> tuple[list[float], list[float]]:
+    """Figure 4's curve: the CDF of FL_gamma over samples x_t (S,), normalised to sum to 1.
+
+    Returns `points` (fraction of samples, cumulative share of the loss)
+    pairs, samples sorted from the lowest loss to the highest; both end at 1.
+    """
+    if x_t.numel() == 0:
+        raise ValueError("no samples to compute a loss CDF from")
+    loss = focal_losses(x_t, gamma)
+    cumulative = torch.cumsum(torch.sort(loss).values, 0)
+    total = cumulative[-1]
+    if not total > 0:  # every sample perfectly classified: the loss spreads evenly, by convention
+        cumulative = torch.arange(1, loss.numel() + 1, dtype=torch.float64)
+        total = cumulative[-1]
+    index = torch.linspace(0, loss.numel() - 1, min(points, loss.numel())).round().long()
+    fraction = (index + 1).double() / loss.numel()
+    return fraction.tolist(), (cumulative[index] / total).tolist()
+
+
 @dataclass
 class LogitSamples:
-    """Signed logits x_t of a model's (anchor, class) elements over some images.
+    """Signed logits x_t (p_t = sigmoid(x_t)) of a model's (anchor, class) elements over some images.
 
-    positives (P,) all y = 1 elements; negatives (Q,) y = 0 elements of
-    non-ignored anchors, uniformly subsampled to at most a cap;
-    total_negatives counts them before subsampling.
+    positives (P,) all y = 1 elements (the anchor is assigned to a box of
+    that class); negatives (Q,) y = 0 elements of non-ignored anchors,
+    uniformly subsampled to at most a cap; total_negatives counts them
+    before subsampling.
     """
 
     positives: Tensor
@@ -417,19 +430,24 @@ class LogitSamples:
 
 
 @torch.no_grad()
-def sample_logits(model: torch.nn.Module, dataset: Any, images: int, batch_size: int = 8,
-                  max_negatives: int = 4_000_000, seed: int = 0) -> LogitSamples:
-    """LogitSamples of `model` (a RetinaNet) over the first `images` items of `dataset`."""
-    model.eval()
+def sample_logits(model: RetinaNet, dataset: Dataset, images: int, max_negatives: int = 4_000_000, seed: int = 0,
+                  device: torch.device | str = "cpu", batch_size: int = 8) -> LogitSamples:
+    """LogitSamples of `model` over the first `images` items of `dataset`, scored on `device`.
+
+    The cap is spread evenly over the images, and the subsample is drawn on
+    the CPU by a generator seeded with `seed`: a seed picks the same
+    elements on every device.
+    """
+    model.eval().to(device)
     count = min(images, len(dataset))
     per_image = -(-max_negatives // max(count, 1))
     generator = torch.Generator().manual_seed(seed)
     positives, negatives, total = [], [], 0
     for start in range(0, count, batch_size):
         batch = [dataset[i] for i in range(start, min(start + batch_size, count))]
-        logits, _, anchors, _ = model.raw_outputs([image for image, _ in batch])  # (N, M, K)
+        logits, _, anchors, _ = model.raw_outputs([image.to(device) for image, _ in batch])
         targets, valid = model.criterion.classification_targets(anchors, [t for _, t in batch])
-        logits = logits.float()
+        logits, targets, valid = logits.float().cpu(), targets.cpu(), valid.cpu()  # (N, M, K), (N, M, K), (N, M)
         positives.append(logits[targets == 1])
         for image_logits, image_targets, image_valid in zip(logits, targets, valid):
             x_t = -image_logits[(image_targets == 0) & image_valid.unsqueeze(-1)]  # x_t = -x where y = 0
@@ -438,135 +456,68 @@ def sample_logits(model: torch.nn.Module, dataset: Any, images: int, batch_size:
     return LogitSamples(torch.cat(positives), torch.cat(negatives), total, count)
 
 
+def figure4_fractions(samples: LogitSamples,
+                      gammas: Sequence[float] = FIGURE4_GAMMAS) -> dict[float, dict[str, float]]:
+    """gamma -> {"negatives": f, "positives": f}, f the fraction of them, hardest first, carrying 80% of FL_gamma."""
+    return {g: {"negatives": hardest_fraction(samples.negatives, g),
+                "positives": hardest_fraction(samples.positives, g)} for g in gammas}
+
+
 def trained_loss_figures(samples: LogitSamples,
                          losses: Sequence[tuple[str, float, float]] = REFERENCE_LOSSES,
                          gammas: Sequence[float] = FIGURE4_GAMMAS) -> dict[str, Any]:
     """Loss shares under each reference loss and the Figure 4 fractions, from a model's logits."""
     weight = samples.total_negatives / max(samples.negatives.numel(), 1)
     shares = {name: loss_shares(samples.positives, samples.negatives, g, a, weight) for name, g, a in losses}
-    figure4 = {g: {"negatives": hardest_fraction(samples.negatives, g),
-                   "positives": hardest_fraction(samples.positives, g)} for g in gammas}
-    return {"shares": shares, "figure4": figure4, "elements": {
+    return {"shares": shares, "figure4": figure4_fractions(samples, gammas), "elements": {
         "positives": samples.positives.numel(), "negatives": samples.total_negatives, "images": samples.images}}
 
 
-# ---------------------------------------------------------------- text
+# ---------------------------------------------------------------- a profile, a trained model, the paper
 
 
-def format_table(columns: dict[str, Regime]) -> str:
-    """The regime figures of several settings side by side, as a Markdown table."""
-    def fmt(value: float, kind: str) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "—"
-        if kind == "int":
-            return f"{value:,.0f}"
-        if kind == "pct":  # two significant digits below 1% (Figure 4's tails)
-            return f"{100 * value:.2g}%" if 0 < value < 0.01 else f"{100 * value:.1f}%"
-        if kind == "sci":
-            return f"{value:.2e}"
-        return f"{value:.2f}"
+def profile_regime(cfg: TrialConfig, images: Optional[int] = None, seed: int = 0) -> Regime:
+    """The Regime of a TrialConfig's training images (synthetic data is made if absent).
 
-    rows: list[tuple[str, str, Any]] = [
-        ("images measured", "int", lambda r: r.images),
-        ("classes K", "int", lambda r: r.num_classes),
-        ("objects / image", "f", lambda r: r.objects_per_image),
-        ("objects small / medium / large", "raw",
-         lambda r: " / ".join(f"{100 * r.object_size_shares.get(k, 0):.0f}%" for k in ("small", "medium", "large"))),
-        ("anchors / image", "int", lambda r: r.anchors_per_image),
-        ("positive anchors / image", "f", lambda r: r.positives_per_image),
-        ("ignored anchors / image", "f", lambda r: r.ignored_per_image),
-        ("negative anchors / image", "int", lambda r: r.negatives_per_image),
-        ("positives / matchable box", "f", lambda r: r.positives_per_matched_box),
-        ("positive fraction per class output", "sci", lambda r: r.positive_fraction),
-        ("  most frequent class", "sci", lambda r: r.positive_fraction_top),
-        ("  median class", "sci", lambda r: r.positive_fraction_median),
-        ("GT boxes no anchor matches (IoU < fg)", "pct", lambda r: r.unmatchable_share),
-        ("  of small / medium / large", "raw",
-         lambda r: " / ".join("—" if math.isnan(r.unmatchable_by_size.get(k, float("nan")))
-                              else f"{100 * r.unmatchable_by_size[k]:.0f}%" for k in ("small", "medium", "large"))),
-    ]
-    extra_keys: list[str] = []
-    for regime in columns.values():
-        extra_keys += [k for k in regime.extra if k not in extra_keys]
-    names = list(columns)
-    lines = ["| figure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for label, kind, get in rows:
-        cells = [get(r) if kind == "raw" else fmt(get(r), kind) for r in columns.values()]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    for key in extra_keys:
-        cells = [columns[n].extra.get(key, "—") for n in names]
-        lines.append(f"| {key} | " + " | ".join(c if isinstance(c, str) else fmt(c, "pct") for c in cells) + " |")
-    return "\n".join(lines)
-
-
-def add_init_shares(regime: Regime, prior_prob: Optional[float]) -> None:
-    """regime.extra: share of the loss on well-classified negatives at initialisation, per reference loss."""
-    if prior_prob is None:
-        return
-    for name, gamma, alpha in REFERENCE_LOSSES:
-        regime.extra[f"easy-negative loss share at init, {name}"] = \
-            init_loss_shares(regime, prior_prob, gamma, alpha)["easy_negatives"]
-
-
-def add_trained_shares(regime: Regime, figures: dict[str, Any], tag: str = "trained") -> None:
-    """regime.extra: the loss shares and Figure 4 fractions of `trained_loss_figures`."""
-    for name, shares in figures["shares"].items():
-        regime.extra[f"easy-negative loss share {tag}, {name}"] = shares["easy_negatives"]
-        regime.extra[f"share of negatives that are easy (p_t>.5), {tag}"] = shares["easy_fraction"]
-    for gamma, fractions in figures["figure4"].items():
-        regime.extra[f"Fig.4 {tag}: hardest negatives with 80% of FL(g={gamma:g})"] = fractions["negatives"]
-        regime.extra[f"Fig.4 {tag}: hardest positives with 80% of FL(g={gamma:g})"] = fractions["positives"]
-
-
-# ---------------------------------------------------------------- a profile
-
-
-def _first_images(coco: dict[str, Any], count: Optional[int]) -> dict[str, Any]:
-    """`coco` restricted to its first `count` image ids (what the loader's max_images keeps)."""
-    if count is None:
-        return coco
-    keep = set(sorted(im["id"] for im in coco["images"])[:count])
-    return {**coco, "images": [im for im in coco["images"] if im["id"] in keep],
-            "annotations": [a for a in coco.get("annotations", []) if a["image_id"] in keep]}
-
-
-def profile_regime(cfg: Any, images: Optional[int] = None, seed: int = 0) -> Regime:
-    """The Regime of a TrialConfig's training set (its annotation file; synthetic data is made if absent).
-
-    `images`: a random sample of that many training images; None: all of them.
-    Adds the loss shares at initialisation (the model's prior_prob) to `extra`.
+    The images are the training loader's own: without those that have no
+    usable box when the config drops them, then the first num_train_images.
+    `images`: a random sample of that many of them; None: all of them.
     """
-    from detector.data.loader import split_paths  # here: it pulls in the dataset machinery
-
-    root, train_split, _ = split_paths(cfg.data)
-    coco = json.loads((root / "annotations" / f"instances_{train_split}.json").read_text())
-    coco = _first_images(coco, cfg.data.num_train_images)
-    regime = regime_from_coco(coco, cfg.model, cfg.data.min_size, cfg.data.max_size, images, seed)
-    add_init_shares(regime, cfg.model.prior_prob)
-    return regime
+    train_set, _ = build_datasets(cfg.data, train=False)
+    coco = read_coco_json(train_set.ann_file)
+    kept = set(train_set.image_ids)
+    coco["images"] = [image for image in coco["images"] if image["id"] in kept]
+    return regime_from_coco(coco, cfg.model, cfg.data.min_size, cfg.data.max_size, images, seed)
 
 
-def checkpoint_figures(cfg: Any, checkpoint: str | Path, images: int = 64, seed: int = 0) -> dict[str, Any]:
-    """trained_loss_figures of the model in `checkpoint` (a state dict, e.g. run_trial's model.pt)
-    on the first `images` validation images of `cfg.data`."""
-    from detector.data.loader import build_datasets
-    from detector.model import build_model
-
+def trained_model(cfg: TrialConfig, checkpoint: str | Path) -> tuple[RetinaNet, CocoDetection]:
+    """The RetinaNet of `cfg` with the weights in `checkpoint` (a state dict, e.g. run_trial's model.pt),
+    and `cfg`'s validation set; weights of another configuration are a one-line ConfigError."""
+    path = Path(checkpoint).expanduser()
     _, val_set = build_datasets(cfg.data, train=False)
     model = build_model(cfg.model, cfg.loss, val_set.num_classes)
-    model.load_state_dict(torch.load(Path(checkpoint).expanduser(), map_location="cpu", weights_only=True))
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except RuntimeError as error:
+        raise ConfigError(f"{path.name} does not fit its config: {str(error).splitlines()[0]}") from None
+    return model, val_set
+
+
+def checkpoint_figures(cfg: TrialConfig, checkpoint: str | Path, images: int = 64, seed: int = 0) -> dict[str, Any]:
+    """trained_loss_figures of the model in `checkpoint` on the first `images` validation images of `cfg.data`."""
+    model, val_set = trained_model(cfg, checkpoint)
     return trained_loss_figures(sample_logits(model, val_set, images, seed=seed))
 
 
 def paper_regime(model_cfg: Optional[ModelConfig] = None, images: int = 500, seed: int = 0,
-                 ann_file: Optional[str | Path] = None) -> Regime:
+                 coco: Optional[dict[str, Any]] = None) -> Regime:
     """The paper's setting: COCO train2017 at 600 px (max 1000), anchors 32-512, 9 per location, K = 80.
 
-    With `ann_file` (the real instances_train2017.json) the figures are COCO's
-    own; without it they come from `coco_like_annotations`.
+    With `coco` (the real instances_train2017.json, parsed) the figures are
+    COCO's own, on `images` images drawn from it; without it they come from
+    `images` images of `coco_like_annotations`.
     """
     model_cfg = model_cfg or ModelConfig()  # the schema's defaults are the paper's anchors and matcher
-    coco: Any = ann_file if ann_file is not None else coco_like_annotations(max(images, 1), seed)
-    regime = regime_from_coco(coco, model_cfg, 600, 1000, images if ann_file is not None else None, seed)
-    add_init_shares(regime, model_cfg.prior_prob)
-    return regime
+    if coco is None:
+        coco, images = coco_like_annotations(max(images, 1), seed), None
+    return regime_from_coco(coco, model_cfg, 600, 1000, images, seed)

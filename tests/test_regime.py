@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from detector import regime as R
 from detector.config import AnchorConfig, ModelConfig
 from detector.matcher import Matcher
+from detector.model import build_anchor_generator
 from tests.conftest import compose_trial
 
 
@@ -32,16 +34,34 @@ def test_smoke_profile_anchor_count_by_hand(smoke_cache):
     assert regime.unmatchable_share == 0.0  # smoke objects are >= 14 px: every one has an anchor
 
 
+def test_profile_regime_measures_the_training_loaders_images(tmp_path):
+    # Images 1..5; 2 has no box and 3 only a crowd box. The loader drops both before its cap of 2
+    # training images, so the regime measures images 1 and 4: one box each.
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "train").mkdir()
+    for i in range(1, 6):
+        (tmp_path / "train" / f"{i}.jpg").touch()  # the loader checks that the files exist; the regime reads none
+    anns = [{"id": n, "image_id": i, "category_id": 1, "bbox": [8, 8, 16, 16], "area": 256.0, "iscrowd": int(i == 3)}
+            for n, i in enumerate((1, 3, 4, 5), start=1)]
+    coco = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 64} for i in range(1, 6)],
+            "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}
+    (tmp_path / "annotations" / "instances_train.json").write_text(json.dumps(coco))
+    cfg = compose_trial(["profile=smoke", "data=coco", f"data.root={tmp_path}", "data.train_split=train",
+                         "data.num_train_images=2"])
+    regime = R.profile_regime(cfg)
+    assert regime.images == 2 and regime.objects_per_image == 1.0
+
+
 def test_paper_anchor_count_by_hand():
     # A 640x480 COCO image at short side 600 is 800x600, padded to 800x608:
     # P3 76x100 = 7600, P4 38x50 = 1900, P5 19x25 = 475, P6 10x13 = 130, P7 5x7 = 35 -> 10140 x 9 = 91,260.
-    gen = R.anchor_generator(ModelConfig())
+    gen = build_anchor_generator(ModelConfig())
     assert R.anchors_per_image(gen, 600, 800) == 91_260
     assert R.image_anchors(gen, 600, 800).shape == (91_260, 4)
 
 
 def test_a_box_equal_to_an_anchor_is_matchable_and_a_tiny_one_is_not():
-    gen = R.anchor_generator(one_level_cfg())
+    gen = build_anchor_generator(one_level_cfg())
     anchors = R.image_anchors(gen, 64, 64)  # P3 8x8 anchors of 16 px centred at multiples of 8
     exact = anchors[9].unsqueeze(0)  # the anchor at (x=8, y=8): [0, 0, 16, 16]
     assert exact.tolist() == [[0.0, 0.0, 16.0, 16.0]]

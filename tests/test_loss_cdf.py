@@ -1,4 +1,4 @@
-"""analysis.loss_cdf (Figure 4): the normalised-loss CDF and the CLI on a logged smoke model."""
+"""sweeps.loss_cdf (Figure 4): the normalised-loss CDF and the CLI on a logged smoke model."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from analysis.errors import AnalysisError
-from analysis.loss_cdf import main, normalized_loss_cdf, parse_args
 from detector.data.loader import build_datasets
 from detector.model import build_model
+from detector.regime import normalized_loss_cdf
+from sweeps.loss_cdf import main, parse_args
 from tests.analysis_fixtures import FakeTrial, analysis_store, fake_metrics, log_fake_sweep  # noqa: F401
 from tests.conftest import compose_trial
 
@@ -35,13 +35,15 @@ def test_focusing_moves_the_negative_loss_to_the_hard_tail():
         assert all(a <= b + 1e-12 for a, b in zip(cumulative, cumulative[1:]))
 
 
-def test_arguments_are_key_value():
-    options, overrides = parse_args(["run_id=abc", "images=3", "data.root=/data/coco"])
-    assert options["run_id"] == "abc" and options["images"] == "3" and overrides == {"data.root": "/data/coco"}
-    with pytest.raises(AnalysisError, match="run_id=<child run id> is required"):
-        parse_args(["images=3"])
-    with pytest.raises(AnalysisError, match="unknown argument colour"):
-        parse_args(["run_id=abc", "colour=red"])
+def test_arguments_are_argparse_with_config_overrides(capsys):
+    args = parse_args(["abc", "--images", "3", "data.root=/data/coco"])
+    assert args.run_id == "abc" and args.images == 3 and args.overrides == ["data.root=/data/coco"]
+    for argv, error in ((["--images", "3"], "the following arguments are required: run_id"),
+                        (["abc", "--colour", "red"], "unrecognized arguments: --colour red"),
+                        (["abc", "colour"], "'colour' is not key=value")):
+        with pytest.raises(SystemExit):
+            parse_args(argv)
+        assert error in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +67,8 @@ def logged_smoke_trial(analysis_store, smoke_cache, tmp_path_factory):
 
 def test_cli_writes_figure4_and_logs_it(logged_smoke_trial, tmp_path, capsys):
     uri, run_id, _ = logged_smoke_trial
-    code = main([f"run_id={run_id}", f"tracking_uri={uri}", f"out={tmp_path / 'out'}", "images=4",
-                 "max_negatives=5000", "points=200"])
+    code = main([run_id, "--tracking-uri", uri, "--out", str(tmp_path / "out"), "--images", "4",
+                 "--max-negatives", "5000", "--points", "200"])
     assert code == 0, capsys.readouterr().err
     png = tmp_path / "out" / f"figure4_{run_id[:8]}.png"
     assert png.read_bytes()[:8] == PNG_SIGNATURE and png.with_suffix(".svg").exists()
@@ -85,8 +87,8 @@ def test_cli_writes_figure4_and_logs_it(logged_smoke_trial, tmp_path, capsys):
 
 def test_cli_errors_are_one_line(logged_smoke_trial, capsys):
     uri, _, parent = logged_smoke_trial
-    assert main([f"run_id={'0' * 32}", f"tracking_uri={uri}"]) == 2
+    assert main(["0" * 32, "--tracking-uri", uri]) == 2
     assert capsys.readouterr().err == f"error: no run with id {'0' * 32}\n"
-    assert main([f"run_id={parent}", f"tracking_uri={uri}"]) == 2
+    assert main([parent, "--tracking-uri", uri]) == 2
     error = capsys.readouterr().err
     assert error == f"error: run {parent} is not a trial (child) run of a sweep: pass a child run id\n"
