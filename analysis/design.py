@@ -8,7 +8,7 @@
         pooled_variance: false # true: one residual variance across the sweep's cells (if compatible)
 
 Every key is optional (the defaults above). A family-wise rule maps the
-findings' p-values (analysis/findings.py `Evidence.p_value`) to the level
+findings' p-values (analysis/rules.py `Evidence.p_value`) to the level
 each finding's verdict uses; a finding is decided at its level exactly when
 its p-value is at most that level.
 """

@@ -133,6 +133,14 @@ def child_tags(parent_id: str, name: str, overrides: Mapping[str, Any], seed: in
             OVERRIDES: encode_overrides(overrides), SEED: str(seed), INVOCATION: invocation}
 
 
+def shown(metric: str, value: Optional[float]) -> Optional[float]:
+    """A logged metric as reports show it: COCO fractions -> percent, as the paper prints them;
+    COCOeval's -1 ("no such objects") -> None; other metrics (ms) unchanged."""
+    if value is None or (metric in COCO_METRICS and value < 0):
+        return None
+    return 100.0 * value if metric in COCO_METRICS else value
+
+
 def per_class_metric(category: str) -> str:
     """`AP/<category>`; characters MLflow refuses in a metric name become `_`."""
     safe = "".join(ch if ch.isalnum() or ch in "_-. /" else "_" for ch in category)

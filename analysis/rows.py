@@ -10,14 +10,11 @@ tolerance; tables, plots and findings all read these same rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from analysis.aggregate import Group, Key, best_group, group_trials, normalise
+from analysis.aggregate import Group, Key, best_group, normalise
 from analysis.declaration import OrderItem, TableDeclaration
 from analysis.paper import PaperTable, same_value
-
-if TYPE_CHECKING:
-    from analysis.runs import TrialRecord
 
 
 @dataclass(frozen=True)
@@ -38,11 +35,6 @@ class KeyedRow:
         if self.group is None or self.group.mean(declaration.rank_metric) is None:
             return None
         return self.group.key[declaration.columns.index(declaration.best_of)]
-
-
-def our_groups(declaration: TableDeclaration, trials: Iterable[TrialRecord]) -> dict[Key, Group]:
-    """Our trials grouped by every row column (their seeds together)."""
-    return group_trials(trials, lambda trial: declaration.row_values(trial.value))
 
 
 def keyed_rows(declaration: TableDeclaration, groups: Mapping[Key, Group],

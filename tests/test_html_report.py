@@ -19,7 +19,7 @@ from rich.console import Console
 from analysis import layout
 from analysis.html import FILE_NAME, STYLE, HtmlInputs, per_class_html, render_page
 from analysis.report import create_report
-from analysis.runs import TrialRecord
+from analysis.records import TrialRecord
 from tests.analysis_fixtures import FakeTrial, _search_trials, fake_metrics, log_fake_sweep
 
 CATEGORIES = ("red_square", "green_circle", "blue_triangle")
