@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable
 
-from analysis.layout import shown
+from analysis.layout import FAILED, FINISHED, RUNNING, SCHEDULED, shown
 from analysis.records import TrialRecord
 
 KEY_DIGITS = 9  # keys are rounded so 0.1 from JSON and 0.1 from a param group together
@@ -37,17 +37,17 @@ class Group:
 
     @property
     def finished(self) -> list[TrialRecord]:
-        return [t for t in self.trials if t.status == "FINISHED"]
+        return [t for t in self.trials if t.status == FINISHED]
 
     @property
     def status(self) -> str:
         """finished (all seeds) | partial (some failed) | failed | running | killed ..."""
         statuses = {t.status for t in self.trials}
-        if statuses == {"FINISHED"}:
+        if statuses == {FINISHED}:
             return "finished"
-        if "FINISHED" in statuses:
+        if FINISHED in statuses:
             return "partial"
-        for status in ("RUNNING", "SCHEDULED", "FAILED"):
+        for status in (RUNNING, SCHEDULED, FAILED):
             if status in statuses:
                 return status.lower()
         return sorted(statuses)[0].lower()
@@ -55,7 +55,7 @@ class Group:
     @property
     def error(self) -> str:
         """The error of the first failed seed ("" when none failed)."""
-        return next((t.error or t.status for t in self.trials if t.status == "FAILED"), "")
+        return next((t.error or t.status for t in self.trials if t.status == FAILED), "")
 
     def values(self, metric: str) -> list[float]:
         """`metric` of each finished seed, in display units (percent for AP...)."""

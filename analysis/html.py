@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 from urllib.parse import urlparse
 
 from analysis.findings import FindingResult
-from analysis.layout import SPEED_METRIC, format_value, runs_page, shown
+from analysis.layout import REPORT_PAGE, SPEED_METRIC, format_value, runs_page, shown
 from analysis.plots import Plot
 from analysis.provenance import Reproduction
 from analysis.records import TrialRecord, split_overrides, status_summary
@@ -29,7 +29,6 @@ from analysis.rules import NOT_REPRODUCED, REPRODUCED
 from analysis.sweep import SweepRecord
 from analysis.tables import Table
 
-FILE_NAME = "index.html"
 TRIAL_METRICS = ("AP", "AP50", "AP75", SPEED_METRIC)
 VERDICT_CLASS = {REPRODUCED: "good", NOT_REPRODUCED: "bad"}  # inconclusive: "unsure"
 STYLE = """
@@ -75,7 +74,7 @@ class HtmlInputs:
 def write_html(report: Report, inputs: HtmlInputs) -> Path:
     """Write `<report.out_dir>/index.html`; returns its path."""
     report.out_dir.mkdir(parents=True, exist_ok=True)
-    path = report.out_dir / FILE_NAME
+    path = report.out_dir / REPORT_PAGE
     path.write_text(render_page(report, inputs), encoding="utf-8")
     return path
 

@@ -63,7 +63,7 @@ ENV_TAGS = (ENV_PYTHON, ENV_TORCH, ENV_TORCHVISION, ENV_RAY, ENV_MLFLOW, ENV_OPT
 
 ROLE_PARENT, ROLE_CHILD = "parent", "child"
 NOTE_CHARS = 8000  # MLflow's longest tag value (mlflow.utils.validation.MAX_TAG_VAL_LENGTH)
-FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+FINISHED, FAILED, KILLED, RUNNING, SCHEDULED = "FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED"
 ERROR_CHARS = 500
 
 # -- metrics ---------------------------------------------------------------
@@ -76,7 +76,12 @@ PARENT_COUNTS = ("finished", "failed", "killed", "before")  # parent metrics tri
 PER_CLASS_PREFIX = "AP/"  # child: final AP of one category, `AP/<category name>` (-1: no ground truth)
 DEVICE_RESULT = "device"  # the key of a trial's result naming the device it ran on (-> env.device)
 
-# -- child artifacts (besides config.yaml, metrics.json, checkpoint/) --------
+# -- artifacts ---------------------------------------------------------------
+CONFIG_FILE = "config.yaml"  # child: the trial's composed config (parent: the sweep's)
+METRICS_FILE = "metrics.json"  # child: the final metrics, as the trial wrote them
+MODEL_FILE = "checkpoint/model.pt"  # child: the final weights (what loss_cdf and the quiet timing load)
+REPORT_DIR = "reports"  # parent: the report's files (tables, plots, the page), as written under reports/<sweep>/
+REPORT_PAGE = "index.html"  # the report's one self-contained page, in REPORT_DIR
 PER_CLASS_FILE = "per_class.json"  # {category name: AP}, the trial writes it into its workdir
 PR_CURVES_FILE = "pr_curves.png"  # precision-recall curve per category at IoU 0.5
 PREDICTIONS_DIR = "predictions"  # a few validation images, predictions and ground truth drawn

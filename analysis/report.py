@@ -21,8 +21,8 @@ from rich.console import Console
 from analysis import layout
 from analysis.errors import AnalysisError
 from analysis.findings import sweep_findings
-from analysis.html import FILE_NAME, HtmlInputs, Report, write_html
-from analysis.layout import EXPERIMENT
+from analysis.html import HtmlInputs, Report, write_html
+from analysis.layout import EXPERIMENT, REPORT_DIR, REPORT_PAGE
 from analysis.plots import make_plots
 from analysis.provenance import Reproduction
 from analysis.records import split_overrides, status_summary
@@ -31,9 +31,6 @@ from analysis.render_findings import findings_blocks, findings_markdown, print_f
 from analysis.runs import load_sweep, open_client, store_errors
 from analysis.sweep import SweepRecord
 from analysis.tables import build_tables
-
-ARTIFACT_DIR = "reports"  # where the files go inside the parent run's artifacts
-
 
 def build_report(sweep_or_run_id: str, **options: Any) -> Path:
     """`create_report(sweep_or_run_id, **options)`, returning the report's folder,
@@ -87,8 +84,8 @@ def create_report(
     if log_artifacts:
         with store_errors(client.tracking_uri, "log reports to"):
             for path in report.paths:
-                client.log_artifact(sweep.run_id, str(path), artifact_path=ARTIFACT_DIR)
-            more = f"The whole report: artifact {ARTIFACT_DIR}/{FILE_NAME} of this run."
+                client.log_artifact(sweep.run_id, str(path), artifact_path=REPORT_DIR)
+            more = f"The whole report: artifact {REPORT_DIR}/{REPORT_PAGE} of this run."
             client.set_tag(sweep.run_id, layout.NOTE, layout.note_text(note_markdown(report), more))
     return report
 
@@ -108,7 +105,7 @@ def note_markdown(report: Report) -> str:
     """The parent run's description in the MLflow UI: the counts, the tables and the findings."""
     sweep = report.sweep
     lines = [f"**Sweep {sweep.name}** (profile {sweep.profile or '?'}, {len(sweep.trials)} trials). "
-             f"Report: `{report.out_dir / FILE_NAME}` (also this run's artifact `{ARTIFACT_DIR}/{FILE_NAME}`).", ""]
+             f"Report: `{report.out_dir / REPORT_PAGE}` (also this run's artifact `{REPORT_DIR}/{REPORT_PAGE}`).", ""]
     if report.findings:
         lines += [findings_markdown(report.findings)]
     lines += [to_markdown(table) for table in report.tables]

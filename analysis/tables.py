@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from analysis.aggregate import Group, Stat, best_group, group_trials
 from analysis.declaration import TableDeclaration
-from analysis.layout import COCO_METRICS, FINISHED, SPEED_METRIC
+from analysis.layout import COCO_METRICS, FAILED, FINISHED, SPEED_METRIC
 from analysis.records import TrialRecord, split_overrides
 from analysis.rows import KeyedRow, sortable
 from analysis.sweep import SweepRecord
@@ -277,7 +277,7 @@ def _finish(table: Table, groups: Iterable[Group], key_names: Sequence[str]) -> 
         if group.status == "finished":
             continue
         where = ", ".join(f"{n}={_text(v)}" for n, v in zip(key_names, group.key))
-        failed = sum(t.status == "FAILED" for t in group.trials)
+        failed = sum(t.status == FAILED for t in group.trials)
         detail = f"{failed} of {len(group.trials)} runs failed" if failed else group.status
         error = f": {group.error[:160]}" if group.error else ""
         table.notes.append(f"{where}: {detail}{error}")
