@@ -10,7 +10,8 @@ without a circle); tests/test_analysis_floors.py checks it.
 
 | floor | modules | concept |
 |---|---|---|
-| low | `errors`, `layout`, `redact`, `stats`, `paper`, `derive`, `design`, `rules` | one-line errors; the MLflow run layout (every tag, metric and artifact name); password masking; estimates over seeds; the paper's numbers; row derivations; the declared test (level, family-wise rule); the verdict rules |
+| low | `errors`, `layout`, `redact`, `stats`, `paper`, `derive` | one-line errors; the MLflow run layout (every tag, metric and artifact name); password masking; estimates over seeds; the paper's numbers; row derivations |
+| | `strict`, `rules`, `design` | the one strict loader of declared YAML; the verdict rules; the declared test (level, family-wise rule) |
 | middle | `declaration`, `records` | a parsed table declaration; one plain `TrialRecord` per child run |
 | | `aggregate`, `rows` | seeds -> groups (mean ± std); groups keyed like the paper's rows |
 | | `sweep` | `SweepRecord`: the one view of a sweep, its keyed rows built once |

@@ -36,6 +36,7 @@ from analysis.errors import DeclarationError
 from analysis.layout import FINAL_METRICS, SPEED_METRIC
 from analysis.paper import PaperTable, load_paper
 from analysis.rows import KeyedRow, matches, select, sortable
+from analysis.strict import strict
 from analysis.sweep import SweepRecord
 
 FINDINGS_FILE = Path(__file__).with_name("reference") / "findings.yaml"
@@ -275,15 +276,10 @@ def load_findings() -> dict[str, Finding]:
     return {str(key): _finding(str(key), spec) for key, spec in raw.items()}
 
 
-def _finding(key: str, spec: Any) -> Finding:
+def _finding(key: str, raw: Any) -> Finding:
+    """One entry of findings.yaml: Finding's keys and types (analysis/strict.py), then those of its kind."""
     where = f"findings.yaml: {key}"
-    fields = ("statement", "table", "compare") + tuple(
-        dict.fromkeys(f for kind in COMPARISONS.values() for f in kind.fields + kind.optional)) + COMMON[3:]
-    if not isinstance(spec, dict):
-        raise DeclarationError(f"{where}: must be a mapping of {', '.join(fields)}")
-    for name in spec:
-        if name not in fields:
-            raise DeclarationError(f"{where}: unknown key {name!r}; allowed: {', '.join(fields)}")
+    spec = strict(raw, where, Finding, skip=("id",))
     kind = COMPARISONS.get(spec.get("compare"))
     if kind is None:
         raise DeclarationError(f"{where}.compare: unknown comparison {spec.get('compare')!r}; "
@@ -294,11 +290,15 @@ def _finding(key: str, spec: Any) -> Finding:
     for name in spec:
         if name not in kind.fields + kind.optional + COMMON:
             raise DeclarationError(f"{where}.{name}: not used by {spec['compare']}")
-    values = {**spec, "paper_metric": spec.get("paper_metric", spec.get("metric", "AP"))}
+    for name in ("margin", "margin_relative"):
+        if (spec.get(name) or 0) < 0:
+            raise DeclarationError(f"{where}.{name}: must be a number >= 0")
+    if spec["compare"] == "on_par" and (spec.get("margin") is None) == (spec.get("margin_relative") is None):
+        raise DeclarationError(f"{where}: on_par needs one of margin (metric units) or margin_relative "
+                               f"(a fraction of the reference cell's metric)")
     if "terms" in spec:
-        values["terms"] = _terms(spec["terms"], where)
-    finding = Finding(id=key, **values)
-    _check_values(finding, spec, where)
+        spec["terms"] = _terms(spec["terms"], where)
+    finding = Finding(id=key, **{**spec, "paper_metric": spec.get("paper_metric", spec.get("metric", "AP"))})
     _check_against_paper(finding, where)
     return finding
 
@@ -317,20 +317,6 @@ def _terms(spec: Any, where: str) -> tuple[tuple[float, Mapping[str, Any]], ...]
     if abs(sum(w for w, _ in terms)) > 1e-9:
         raise DeclarationError(f"{where}.terms: the weights must sum to 0 (a contrast), not {sum(w for w, _ in terms):g}")
     return tuple(terms)
-
-
-def _check_values(finding: Finding, spec: Mapping[str, Any], where: str) -> None:
-    """Margins are numbers >= 0; on_par takes exactly one of margin and margin_relative."""
-    for name in ("margin", "margin_relative"):
-        value = spec.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            raise DeclarationError(f"{where}.{name}: must be a number >= 0")
-    if finding.compare == "on_par" and (finding.margin is None) == (finding.margin_relative is None):
-        raise DeclarationError(f"{where}: on_par needs one of margin (metric units) or margin_relative "
-                               f"(a fraction of the reference cell's metric)")
-    for name in ("a", "b", "reference"):
-        if spec.get(name) is not None and not isinstance(spec[name], dict):
-            raise DeclarationError(f"{where}.{name}: must be a mapping {{column: value}}")
 
 
 def _check_against_paper(finding: Finding, where: str) -> None:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Optional
 
@@ -51,11 +51,37 @@ from analysis.errors import DeclarationError
 from analysis.findings import Finding, load_findings
 from analysis.paper import PaperTable, load_paper
 from analysis.plots import PLOT_KINDS
+from analysis.strict import strict
 
 WHERE = "sweep.table"
-KEYS = ("name", "title", "paper", "rows", "best_of", "grid", "headers", "metrics", "paper_metrics",
-        "order", "plot", "findings", "verdicts")
 STEM = re.compile(r"^[A-Za-z0-9_.\-]+$")  # a table name becomes a file name
+
+
+@dataclass(frozen=True)
+class TableKeys:
+    """The keys of `sweep.table` and their types (analysis/strict.py); how they fit together is
+    checked below. Alphabetical: the order an unknown key's error lists them in."""
+
+    best_of: Optional[str] = None
+    findings: Any = None  # a finding id or a list of them
+    grid: Any = None  # true, false or {title: ...}
+    headers: Optional[Mapping[str, str]] = None
+    metrics: Any = None  # a metric or a list of them
+    name: Optional[str] = None
+    order: Any = None  # numeric, paper or a list of sort keys
+    paper: Optional[str] = None
+    paper_metrics: Any = None
+    plot: Optional[Mapping[str, Any]] = None
+    rows: Any = None  # {column: source} or a list of one-key mappings
+    title: Optional[str] = None
+    verdicts: Any = None  # analysis/design.py's VerdictDesign
+
+
+@dataclass(frozen=True)
+class GridKeys:
+    """`sweep.table.grid` as a mapping."""
+
+    title: Optional[str] = None
 
 
 def parse_table(raw: Optional[Mapping[str, Any]]) -> TableDeclaration:
@@ -63,10 +89,7 @@ def parse_table(raw: Optional[Mapping[str, Any]]) -> TableDeclaration:
 
     None or {} is the default: a table of the trials. Raises DeclarationError.
     """
-    if raw is not None and not isinstance(raw, Mapping):
-        raise DeclarationError(f"{WHERE}: must be a mapping of {', '.join(KEYS)}, not {raw!r}")
-    spec = plain(raw or {})
-    _known(spec, KEYS, WHERE)
+    spec = strict(plain(raw or {}), WHERE, TableKeys)
     paper = _paper(spec.get("paper"))
     rows = _rows(spec.get("rows"), paper)
     columns = tuple(r.column for r in rows)
@@ -78,7 +101,7 @@ def parse_table(raw: Optional[Mapping[str, Any]]) -> TableDeclaration:
         _trials_only(spec, paper)
     declaration = TableDeclaration(
         name=_name(spec.get("name"), paper, rows),
-        title=_text(spec.get("title"), f"{WHERE}.title"),
+        title=spec.get("title"),
         paper=paper.name if paper else None,
         rows=rows,
         best_of=best_of,
@@ -192,8 +215,7 @@ def _grid(spec: Any, best_of: Optional[str]) -> tuple[bool, Optional[str]]:
     if spec is True:
         return True, None
     if isinstance(spec, dict):
-        _known(spec, ("title",), f"{WHERE}.grid")
-        return True, _text(spec.get("title"), f"{WHERE}.grid.title")
+        return True, strict(spec, f"{WHERE}.grid", GridKeys).get("title")
     raise DeclarationError(f"{WHERE}.grid: must be true, false or {{title: ...}}")
 
 
@@ -293,7 +315,7 @@ def _plot(spec: Any, declaration: TableDeclaration) -> Optional[PlotDeclaration]
         raise DeclarationError(f"{where}.kind: unknown plot kind {spec['kind']!r}; allowed: "
                                f"{', '.join(sorted(PLOT_KINDS))}")
     options = {k: v for k, v in spec.items() if k != "kind"}
-    _known(options, kind.required + kind.optional, f"{where} ({spec['kind']})")
+    strict(options, f"{where} ({spec['kind']})", sorted(kind.required + kind.optional))
     for name in kind.required:
         if name not in options:
             raise DeclarationError(f"{where}.{name}: required by plot kind {spec['kind']}")
@@ -350,12 +372,6 @@ def _cell(spec: Any, declaration: TableDeclaration, where: str) -> None:
                                    f"{', '.join(declaration.key_columns) or 'none'}")
 
 
-def _known(spec: dict[str, Any], allowed: Sequence[str], where: str) -> None:
-    for key in spec:
-        if key not in allowed:
-            raise DeclarationError(f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
-
-
 def _names(spec: Any, where: str) -> tuple[str, ...]:
     if spec is None:
         return ()
@@ -364,11 +380,3 @@ def _names(spec: Any, where: str) -> tuple[str, ...]:
     if not isinstance(spec, list) or not all(isinstance(v, str) for v in spec):
         raise DeclarationError(f"{where}: must be a list of names")
     return tuple(spec)
-
-
-def _text(value: Any, where: str) -> Optional[str]:
-    if value is not None and not isinstance(value, str):
-        raise DeclarationError(f"{where}: must be text")
-    return value
-
-
