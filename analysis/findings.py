@@ -35,7 +35,7 @@ from analysis.design import VerdictDesign
 from analysis.errors import DeclarationError
 from analysis.layout import FINAL_METRICS, SPEED_METRIC
 from analysis.paper import PaperTable, load_paper
-from analysis.rows import KeyedRow, matches, select, sortable
+from analysis.rows import KeyedRow, lines, matches, select, sortable, value_text
 from analysis.strict import strict
 from analysis.sweep import SweepRecord
 
@@ -401,21 +401,20 @@ def _pool(sweep: SweepRecord, metric: str) -> Optional[stats.Pooled]:
 def _pick(sweep: SweepRecord, operand: Optional[Mapping[str, Any]], metric: str) -> Optional[KeyedRow]:
     """Our row for an operand: the one matching, or the best (by our mean) of several."""
     found = [row for row in select(sweep.rows, sweep.table.key_columns, operand or {}) if row.group is not None]
-    scored = [row for row in found if row.group.mean(metric) is not None]
-    if scored:
-        return max(scored, key=lambda row: row.group.mean(metric))
-    return found[0] if found else None
+    return _best(found, lambda row: row.group.mean(metric))
 
 
 def _cell(sweep: SweepRecord, where: Mapping[str, Any], metric: str) -> Optional[Group]:
     """Our cell (a group of seeds over every row column, best_of included) matching `where`;
     the best by our mean if several match."""
     columns = sweep.table.columns
-    found = [g for g in sweep.candidates() if matches(dict(zip(columns, g.key)), where)]
-    scored = [g for g in found if g.mean(metric) is not None]
-    if scored:
-        return max(scored, key=lambda g: g.mean(metric))
-    return found[0] if found else None
+    return _best([g for g in sweep.candidates() if matches(dict(zip(columns, g.key)), where)],
+                 lambda group: group.mean(metric))
+
+
+def _best(found: Sequence[Any], mean: Callable[[Any], Optional[float]]) -> Any:
+    """The one with the highest mean (the first of equals); none with a mean: the first found, or None."""
+    return max(found, key=lambda x: (mean(x) is not None, mean(x) or 0.0), default=None)
 
 
 def _paper_pick(sweep: SweepRecord, operand: Optional[Mapping[str, Any]], metric: str) -> Optional[Mapping[str, Any]]:
@@ -458,20 +457,12 @@ def _seeds_of(group: Optional[Group], metric: str) -> list[float]:
 
 
 def _steps(rows: Sequence[Any], columns: Sequence[str], along: str) -> list[tuple[Any, Any]]:
-    """Adjacent pairs along `along`, within each value of the other key columns.
-
-    Works on our KeyedRows and on the paper's row dicts alike."""
-    def values(row: Any) -> Mapping[str, Any]:
-        return row.values(columns) if isinstance(row, KeyedRow) else row
-
-    others = [c for c in columns if c != along]
-    lines: dict[tuple, list[Any]] = {}
-    for row in rows:
-        if values(row).get(along) is not None:
-            lines.setdefault(tuple(values(row).get(c) for c in others), []).append(row)
+    """Adjacent pairs along `along`, within each value of the other key columns (our KeyedRows
+    and the paper's row dicts alike)."""
+    at = lambda row: (row.values(columns) if isinstance(row, KeyedRow) else row).get(along)  # noqa: E731
     steps = []
-    for members in lines.values():
-        members.sort(key=lambda row: sortable((values(row)[along],)))
+    for members in lines([r for r in rows if at(r) is not None], columns, [c for c in columns if c != along]).values():
+        members.sort(key=lambda row: sortable((at(row),)))
         steps += list(zip(members, members[1:]))
     return steps
 
@@ -480,13 +471,13 @@ def _describe(row: Optional[KeyedRow], sweep: SweepRecord) -> str:
     """e.g. "gamma=2 (alpha=0.25)" or "no run"."""
     if row is None:
         return "no run"
-    text = ", ".join(f"{c}={_text(v)}" for c, v in row.values(sweep.table.key_columns).items() if v is not None)
+    text = ", ".join(f"{c}={value_text(v)}" for c, v in row.values(sweep.table.key_columns).items() if v is not None)
     choice = row.choice(sweep.table) if sweep.table.best_of else None
-    return text + (f" ({sweep.table.best_of}={_text(choice)})" if choice is not None else "")
+    return text + (f" ({sweep.table.best_of}={value_text(choice)})" if choice is not None else "")
 
 
 def _cell_text(cell: Mapping[str, Any]) -> str:
-    return "(" + ", ".join(f"{c}={_text(v)}" for c, v in cell.items()) + ")"
+    return "(" + ", ".join(f"{c}={value_text(v)}" for c, v in cell.items()) + ")"
 
 
 def _weight(weight: float) -> str:
@@ -498,7 +489,3 @@ def _named(operand: Optional[Mapping[str, Any]]) -> set[str]:
     for key, value in (operand or {}).items():
         named |= set(value) if key == "not" else {key}
     return named
-
-
-def _text(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from analysis.layout import COCO_METRICS, FINISHED, SPEED_METRIC, shown
 from analysis.records import split_overrides
-from analysis.rows import KeyedRow, select, sortable
+from analysis.rows import KeyedRow, lines, select, sortable
 from analysis.sweep import SweepRecord
 
 if TYPE_CHECKING:
@@ -113,21 +113,21 @@ def make_plots(sweep: SweepRecord, out_dir: Path) -> list[Plot]:
 def plot_curve(sweep: SweepRecord, out_dir: Path) -> Plot:
     """The rank metric vs row column x, ours (error bars: std over seeds) and the paper's,
     each relative to its own value in the baseline cell when there is one."""
-    declaration, x = sweep.table, sweep.table.plot.get("x")
+    declaration, x = sweep.table, _option(sweep, "x")
     metric, best_of = declaration.rank_metric, declaration.best_of
     others = [c for c in declaration.key_columns if c != x]
     default = "ours" + (f" (best {sweep.table.header(best_of)} per {sweep.table.header(x)})" if best_of else "")
     point_label = (lambda value: f"{sweep.table.header(best_of)}={value:g}") if best_of else None
     baseline = find_baseline(sweep)
     series = []
-    for level, members in _lines(_finished(sweep.rows, metric), declaration.key_columns, others).items():
-        series.append(_series(sweep.table.plot.get("label", default) + _level(others, level), members, metric,
+    for level, members in lines(_finished(sweep.rows, metric), declaration.key_columns, others).items():
+        series.append(_series(_option(sweep, "label", default) + _level(others, level), members, metric,
                               x=lambda r: r.values(declaration.key_columns)[x],
                               point_label=(lambda r: point_label(r.choice(declaration))) if point_label else None))
     paper = sweep.paper
     if paper is not None:
         column = declaration.paper_metrics[0]
-        for level, members in _lines(paper.rows, declaration.key_columns, others).items():
+        for level, members in lines(paper.rows, declaration.key_columns, others).items():
             members = sorted((r for r in members if r.get(column) is not None), key=lambda r: sortable((r[x],)))
             series.append(Series(f"paper ({declaration.short_title})" + _level(others, level),
                                  [r[x] for r in members], [r[column] for r in members], reference=True,
@@ -139,18 +139,19 @@ def plot_curve(sweep: SweepRecord, out_dir: Path) -> Plot:
     _draw(ax, series)
     for s in series:  # a label where it changes along the line: repeats overlapped at close x (γ 0, .1, .2)
         _annotate(ax, s, color="gray" if s.reference else "black", labels=changes_only(s.point_labels))
-    ax.set(xlabel=sweep.table.plot.get("xlabel", sweep.table.header(x)), ylabel=_axis_label(metric, baseline))
-    _title(ax, sweep.table.plot.get("title", f"{metric} vs {sweep.table.header(x)} ({declaration.short_title})"), metric, baseline)
+    ax.set(xlabel=_option(sweep, "xlabel", sweep.table.header(x)), ylabel=_axis_label(metric, baseline))
+    title = f"{metric} vs {sweep.table.header(x)} ({declaration.short_title})"
+    _title(ax, _option(sweep, "title", title), metric, baseline)
     _finish_axes(ax)
-    return _write(fig, out_dir / sweep.table.plot.get("name", f"{metric.lower()}_vs_{x}"), series)
+    return _write(fig, out_dir / _option(sweep, "name", f"{metric.lower()}_vs_{x}"), series)
 
 
 def plot_bars(sweep: SweepRecord, out_dir: Path) -> Plot:
     """Grouped bars: the rank metric per x, one bar per (ours | paper, group value),
     each relative to its own value in the baseline cell when there is one."""
     declaration = sweep.table
-    x, group, metric = sweep.table.plot.get("x"), sweep.table.plot.get("group"), declaration.rank_metric
-    noun = sweep.table.plot.get("noun", sweep.table.header(group))
+    x, group, metric = _option(sweep, "x"), _option(sweep, "group"), declaration.rank_metric
+    noun = _option(sweep, "noun", sweep.table.header(group))
     columns = declaration.key_columns
     ours = _finished(sweep.rows, metric)
     paper = sweep.paper
@@ -171,13 +172,13 @@ def plot_bars(sweep: SweepRecord, out_dir: Path) -> Plot:
     series = [_relative(s, baseline) for s in series]
     fig, ax = _figure()
     _bars(ax, series, colors, signed=baseline is not None)
-    ax.set(xlabel=sweep.table.plot.get("xlabel", sweep.table.header(x)), ylabel=_axis_label(metric, baseline))
-    _title(ax, sweep.table.plot.get("title", f"{metric} by {sweep.table.header(x)} and {noun} ({declaration.short_title})"),
+    ax.set(xlabel=_option(sweep, "xlabel", sweep.table.header(x)), ylabel=_axis_label(metric, baseline))
+    _title(ax, _option(sweep, "title", f"{metric} by {sweep.table.header(x)} and {noun} ({declaration.short_title})"),
            metric, baseline)
     ax.set_ylim(*_bar_limits(series))
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", ncol=2)
-    return _write(fig, out_dir / sweep.table.plot.get("name", f"{metric.lower()}_bars"), series)
+    return _write(fig, out_dir / _option(sweep, "name", f"{metric.lower()}_bars"), series)
 
 
 def plot_figure2(sweep: SweepRecord, out_dir: Path) -> Plot:
@@ -201,20 +202,20 @@ def plot_figure2(sweep: SweepRecord, out_dir: Path) -> Plot:
         _annotate(ax, series)
     where = f"profile {sweep.profile}, " if sweep.profile else ""
     ours_ax.set(xlabel=f"inference time (ms/image, {where}the machine that ran the sweep)",
-                ylabel="COCO AP (%)", title=f"ours (labels: {sweep.table.header(sweep.table.plot.get('point'))})")
+                ylabel="COCO AP (%)", title=f"ours (labels: {sweep.table.header(_option(sweep, 'point'))})")
     paper_ax.set(xlabel="inference time (ms/image, Nvidia M40 GPU)", ylabel="COCO AP (%)",
                  title=f"paper: {sweep.table.short_title} RetinaNet and Figure 2 detectors")
-    fig.suptitle(sweep.table.plot.get("title", "Figure 2: speed vs accuracy (times of the two panels are not comparable)"))
+    fig.suptitle(_option(sweep, "title", "Figure 2: speed vs accuracy (times of the two panels are not comparable)"))
     for ax in (ours_ax, paper_ax):
         _finish_axes(ax)
-    return _write(fig, out_dir / sweep.table.plot.get("name", "figure2"), ours + theirs)
+    return _write(fig, out_dir / _option(sweep, "name", "figure2"), ours + theirs)
 
 
 def plot_parallel(sweep: SweepRecord, out_dir: Path) -> Plot:
     """Parallel coordinates: one line per finished trial across the overrides that vary
     (each axis scaled to its range; lists and strings as categories), ending on the
     metric; the line's colour is the metric too, so the good regions stand out."""
-    metric = sweep.table.plot.get("metric", sweep.table.rank_metric)
+    metric = _option(sweep, "metric", sweep.table.rank_metric)
     trials = [t for t in sweep.trials if t.status == FINISHED and shown(metric, t.metrics.get(metric)) is not None]
     keys = split_overrides(trials)[1]
     axes = [_parallel_axis(sweep.table.header(k), [t.value(k) for t in trials]) for k in keys]
@@ -223,8 +224,8 @@ def plot_parallel(sweep: SweepRecord, out_dir: Path) -> Plot:
     fig.set_size_inches(max(7.0, 1.8 * len(axes)), 4.5)
     series = _draw_parallel(ax, axes, [shown(metric, t.metrics[metric]) for t in trials],
                             [t.run_id[:8] for t in trials], metric, fig)
-    ax.set_title(sweep.table.plot.get("title", f"{len(trials)} trials: the values that vary, and {metric}"))
-    return _write(fig, out_dir / sweep.table.plot.get("name", "parallel_coordinates"), series)
+    ax.set_title(_option(sweep, "title", f"{len(trials)} trials: the values that vary, and {metric}"))
+    return _write(fig, out_dir / _option(sweep, "name", "parallel_coordinates"), series)
 
 
 PLOT_KINDS: dict[str, PlotKind] = {
@@ -239,6 +240,11 @@ PLOT_KINDS: dict[str, PlotKind] = {
 }
 
 
+def _option(sweep: SweepRecord, name: str, default: Any = None) -> Any:
+    """An option the sweep's `plot:` declares (analysis/parse.py checked its name)."""
+    return sweep.table.plot.get(name, default)
+
+
 # -- the baseline cell -----------------------------------------------------------------
 def find_baseline(sweep: SweepRecord) -> Optional[Baseline]:
     """The cell both curves are drawn relative to: the declared `baseline` if both have it
@@ -249,15 +255,15 @@ def find_baseline(sweep: SweepRecord) -> Optional[Baseline]:
         return None
     metric, column = declaration.rank_metric, declaration.paper_metrics[0]
     both = [r for r in _finished(sweep.rows, metric) if r.paper is not None and r.paper.get(column) is not None]
-    if sweep.table.plot.get("baseline") is not None:
-        both = select(both, declaration.key_columns, sweep.table.plot.get("baseline"))
+    if _option(sweep, "baseline") is not None:
+        both = select(both, declaration.key_columns, _option(sweep, "baseline"))
     if not both:
         return None
     row = max(both, key=lambda r: r.paper[column])  # max keeps the first of equals
-    return Baseline(cell_label(sweep, row), row.group.mean(metric), row.paper[column])
+    return Baseline(row_label(sweep, row), row.group.mean(metric), row.paper[column])
 
 
-def cell_label(sweep: SweepRecord, row: KeyedRow) -> str:
+def row_label(sweep: SweepRecord, row: KeyedRow) -> str:
     """A row's key as its headers show it: "γ=2", "#sc=2, #ar=3" (numbers in their shortest form)."""
     values = row.values(sweep.table.key_columns)
     return ", ".join(f"{sweep.table.header(c)}={v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -286,13 +292,13 @@ def _title(ax: "Axes", title: str, metric: str, baseline: Optional[Baseline]) ->
 def _speed_series(sweep: SweepRecord) -> list[Series]:
     """One series per `line` value: (ms/image, AP) across `point`s, ordered by point."""
     columns = sweep.table.key_columns
-    line, point, time = sweep.table.plot.get("line"), sweep.table.plot.get("point"), sweep.table.plot.get("time", SPEED_METRIC)
+    line, point, time = _option(sweep, "line"), _option(sweep, "point"), _option(sweep, "time", SPEED_METRIC)
     done = [r for r in _finished(sweep.rows, "AP") if r.group.mean(time) is not None]
     series = []
     for value in sorted({r.values(columns)[line] for r in done}, key=lambda v: sortable((v,))):
         members = sorted((r for r in done if r.values(columns)[line] == value),
                          key=lambda r: sortable((r.values(columns)[point],)))
-        s = _series(sweep.table.plot.get("label", "ours ResNet-{}").format(value), members, "AP",
+        s = _series(_option(sweep, "label", "ours ResNet-{}").format(value), members, "AP",
                     x=lambda r: r.group.mean(time), point_label=lambda r: f"{r.values(columns)[point]:g}", sort=False)
         s.panel = "ours"
         series.append(s)
@@ -301,15 +307,15 @@ def _speed_series(sweep: SweepRecord) -> list[Series]:
 
 def _paper_speed_series(sweep: SweepRecord) -> list[Series]:
     """The paper's lines of the declared table, then the other detectors of `others` (last)."""
-    line, point, time = sweep.table.plot.get("line"), sweep.table.plot.get("point"), sweep.table.plot.get("paper_time", "time_ms")
+    line, point, time = _option(sweep, "line"), _option(sweep, "point"), _option(sweep, "paper_time", "time_ms")
     table = sweep.paper
-    label = sweep.table.plot.get("paper_label", "RetinaNet-{} (paper " + sweep.table.short_title + ")")
+    label = _option(sweep, "paper_label", "RetinaNet-{} (paper " + sweep.table.short_title + ")")
     series = []
     for value in sorted({r[line] for r in table.rows}, key=lambda v: sortable((v,))):
         rows = [r for r in table.rows if r[line] == value]
         series.append(Series(label.format(value), [r[time] for r in rows], [r["AP"] for r in rows],
                              panel="paper", point_labels=[f"{r[point]}" for r in rows], reference=True))
-    others = [r for r in sweep.papers[sweep.table.plot.get("others")].rows if not str(r["label"]).startswith("RetinaNet")]
+    others = [r for r in sweep.papers[_option(sweep, "others")].rows if not str(r["label"]).startswith("RetinaNet")]
     series.append(Series("other detectors (paper Figure 2)", [r["time_ms"] for r in others],
                          [r["AP"] for r in others], panel="paper", point_labels=[r["label"] for r in others],
                          reference=True))
@@ -319,15 +325,6 @@ def _paper_speed_series(sweep: SweepRecord) -> list[Series]:
 def _finished(rows: Sequence[KeyedRow], metric: str) -> list[KeyedRow]:
     """Our rows with a mean of `metric` over finished seeds."""
     return [r for r in rows if r.group is not None and r.group.mean(metric) is not None]
-
-
-def _lines(rows: Sequence[Any], columns: Sequence[str], others: Sequence[str]) -> dict[tuple, list[Any]]:
-    """Rows (ours or the paper's dicts) by their values of the `others` columns."""
-    lines: dict[tuple, list[Any]] = {}
-    for row in rows:
-        values = row.values(columns) if isinstance(row, KeyedRow) else row
-        lines.setdefault(tuple(values.get(c) for c in others), []).append(row)
-    return dict(sorted(lines.items(), key=lambda item: sortable(item[0])))
 
 
 def _level(others: Sequence[str], level: tuple) -> str:

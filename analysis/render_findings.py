@@ -98,8 +98,8 @@ def print_findings(results: Sequence[FindingResult], console: Optional[Console] 
     console.print(Text(TITLE, style="bold"))
     for r in results:
         head = Text.assemble((f"{r.verdict:<15}", STYLES.get(r.verdict, "yellow")), " ", r.statement)
-        details = [f"ours {ours_text(r)}{_in_brackets(r)}, paper {paper_text(r)}"
-                   f"{_in_brackets(r, paper=True)}; seeds {r.seeds}",
+        details = [f"ours {ours_text(r)}{_size(r)}, paper {paper_text(r)}"
+                   f"{_size(r, paper=True)}; seeds {r.seeds}",
                    f"at {level_text(r)}" + (f"; {decidable_text(r)}" if r.decidable else ""),
                    r.compared]
         console.print(Group(head, *(Padding(Text(d, style="dim"), (0, 0, 0, 4), expand=False) for d in details)))
@@ -109,8 +109,8 @@ def print_findings(results: Sequence[FindingResult], console: Optional[Console] 
 def summary_lines(results: Sequence[FindingResult]) -> list[str]:
     """One line per finding, e.g.
     `reproduced: FL beats the best OHEM (ours +2.1 [+0.4, +3.8] AP, +22%; paper +3.2 AP, +10%; seeds 3 of 3)`."""
-    return [f"{r.verdict}: {r.statement} (ours {ours_text(r)}{_after_comma(r)}; "
-            f"paper {paper_text(r)}{_after_comma(r, paper=True)}; seeds {r.seeds})" for r in results]
+    return [f"{r.verdict}: {r.statement} (ours {ours_text(r)}{_size(r, form=', {}')}; "
+            f"paper {paper_text(r)}{_size(r, paper=True, form=', {}')}; seeds {r.seeds})" for r in results]
 
 
 # -- the texts, shared by every format ---------------------------------
@@ -161,14 +161,10 @@ def _percent(value: float) -> str:
     return f"{text}%"
 
 
-def _in_brackets(result: FindingResult, paper: bool = False) -> str:
+def _size(result: FindingResult, paper: bool = False, form: str = " ({})") -> str:
+    """Ours (or the paper's) size relative to its AP scale, in `form`; "" when unknown."""
     value = result.paper_relative if paper else result.relative
-    return "" if value is None else f" ({relative_text(value, result.signed)})"
-
-
-def _after_comma(result: FindingResult, paper: bool = False) -> str:
-    value = result.paper_relative if paper else result.relative
-    return "" if value is None else f", {relative_text(value, result.signed)}"
+    return "" if value is None else form.format(relative_text(value, result.signed))
 
 
 def _number(value: Optional[float], digits: int = 3) -> str:

@@ -129,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _header(sweep: SweepRecord, console: Console) -> None:
     console.print(f"[bold]sweep {sweep.name}[/bold] (profile {sweep.profile or '?'}, "
-                  f"parent run {sweep.run_id}): {len(sweep.trials)} trials: {status_summary(sweep.trials) or 'none yet'}",
+                  f"parent run {sweep.run_id}): {len(sweep.trials)} trials: "
+                  f"{status_summary(sweep.trials) or 'none yet'}",
                   highlight=False)
 
 

@@ -124,3 +124,18 @@ def matches(values: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
 
 def _same_key(a: Sequence, b: Sequence) -> bool:
     return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+
+
+def lines(rows: Iterable[Any], columns: Sequence[str], others: Sequence[str]) -> dict[tuple, list[Any]]:
+    """Rows (our KeyedRows or the paper's row dicts alike) by their values of the `others` columns,
+    those values in sort order: the lines of a plot, or where a trend's steps are taken."""
+    found: dict[tuple, list[Any]] = {}
+    for row in rows:
+        values = row.values(columns) if isinstance(row, KeyedRow) else row
+        found.setdefault(tuple(values.get(c) for c in others), []).append(row)
+    return dict(sorted(found.items(), key=lambda item: sortable(item[0])))
+
+
+def value_text(value: Any) -> str:
+    """A row value as tables and findings name it: 2.0 -> "2", 0.25 -> "0.25", "OHEM" -> "OHEM"."""
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -26,7 +26,6 @@ from analysis.parse import parse_table
 from analysis.records import TrialRecord
 from analysis.sweep import SweepRecord
 
-DEFAULT_EXPERIMENT = layout.EXPERIMENT
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 # While analysis/ talks to MLflow: fail fast on an unreachable server (the
@@ -69,7 +68,7 @@ def open_client(tracking_uri: str | None = None) -> MlflowClient:
 def load_sweep(
     client: MlflowClient,
     sweep_or_run_id: str,
-    experiment: str = DEFAULT_EXPERIMENT,
+    experiment: str = layout.EXPERIMENT,
     profile: str | None = None,
 ) -> SweepRecord:
     """The latest parent run of a sweep name (of `profile`, if given), or the

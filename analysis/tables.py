@@ -25,7 +25,7 @@ from analysis.aggregate import Group, Stat, best_group, group_trials
 from analysis.declaration import TableDeclaration
 from analysis.layout import COCO_METRICS, FAILED, FINISHED, SPEED_METRIC
 from analysis.records import TrialRecord, split_overrides
-from analysis.rows import KeyedRow, sortable
+from analysis.rows import KeyedRow, sortable, value_text
 from analysis.sweep import SweepRecord
 
 MISSING = "—"  # a cell with no run (or a value the paper does not give)
@@ -42,7 +42,8 @@ class Column:
 
 @dataclass
 class Entry:
-    """One entry of a table (what one row shows in one column). `value`/`std` are rounded to `decimals` (None: as `:g` shows them)."""
+    """One entry of a table: what one row shows in one column. `value`/`std` are rounded to
+    `decimals` (None: as `:g` shows them)."""
 
     text: str
     value: float | None = None
@@ -182,7 +183,8 @@ def grid_table(declaration: TableDeclaration, rows: Sequence[KeyedRow], groups: 
     name, metric = declaration.best_of, declaration.rank_metric
     keys = declaration.key_columns
     columns = [Column(c, declaration.header(c), "key") for c in keys]
-    columns += [Column(f"{name}={_text(v)}", f"{declaration.header(name)}={_text(v)}", "ours") for v in values]
+    columns += [Column(f"{name}={value_text(v)}", f"{declaration.header(name)}={value_text(v)}", "ours")
+                for v in values]
     title = declaration.grid_title or (f"{declaration.short_title} (full grid): our {metric} over "
                                        f"{' x '.join(keys)} x {name}; bold: best {name} per {', '.join(keys)}")
     table = _finish(Table(f"{declaration.name}_grid", title, columns, table_rows), groups, declaration.columns)
@@ -252,7 +254,7 @@ def _grid_row(declaration: TableDeclaration, keyed: KeyedRow, values: list, at: 
     present = [g for g in members if g is not None]
     statuses = {g.status for g in present}  # missing cells show "—", not in the status
     status = "missing" if not statuses else statuses.pop() if len(statuses) == 1 else "partial"
-    errors = [f"{declaration.best_of}={_text(g.key[at])}: {g.error}" for g in present if g.error]
+    errors = [f"{declaration.best_of}={value_text(g.key[at])}: {g.error}" for g in present if g.error]
     best_row = best is not None and keyed.group is best
     for cell in cells[:len(keyed.key)]:
         cell.bold = best_row
@@ -276,7 +278,7 @@ def _finish(table: Table, groups: Iterable[Group], key_names: Sequence[str]) -> 
     for group in groups:
         if group.status == "finished":
             continue
-        where = ", ".join(f"{n}={_text(v)}" for n, v in zip(key_names, group.key))
+        where = ", ".join(f"{n}={value_text(v)}" for n, v in zip(key_names, group.key))
         failed = sum(t.status == FAILED for t in group.trials)
         detail = f"{failed} of {len(group.trials)} runs failed" if failed else group.status
         error = f": {group.error[:160]}" if group.error else ""
@@ -303,7 +305,3 @@ def _add_speed_note(table: Table, declaration: TableDeclaration, trials: Sequenc
     note = speed_note(trials) if SPEED_METRIC in declaration.metrics else None
     if note:
         table.notes.append(note)
-
-
-def _text(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
