@@ -41,7 +41,8 @@ from torch import Tensor
 
 from analysis.errors import AnalysisError
 from analysis.plots import Plot, Series
-from analysis.runs import get_run, open_client, parse_param, store_errors
+from analysis.records import parse_param
+from analysis.runs import get_run, open_client, store_errors
 from detector.config import ConfigError, TrialConfig
 from detector.data.coco import DatasetError
 from detector.data.loader import build_datasets

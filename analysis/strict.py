@@ -19,9 +19,8 @@ from typing import Any, Sequence, Union
 from analysis.errors import DeclarationError
 
 # the annotations checked, and how a wrong value is told; any other annotation is the caller's to check
-TYPES: dict[Any, tuple[type, ...]] = {bool: (bool,), float: (int, float), int: (int,), str: (str,),
-                                     Mapping: (Mapping,)}
-TOLD = {bool: "true or false", float: "a number", int: "an integer", str: "text", Mapping: "a mapping"}
+TYPES: dict[Any, tuple[type, ...]] = {bool: (bool,), float: (int, float), str: (str,), Mapping: (Mapping,)}
+TOLD = {bool: "true or false", float: "a number", str: "text", Mapping: "a mapping"}
 
 
 def strict(raw: Any, where: str, schema: type | Sequence[str], skip: Sequence[str] = ()) -> dict[str, Any]:
