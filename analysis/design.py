@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 from analysis.errors import DeclarationError
-from analysis.strict import strict
+from analysis.strict import known, strict
 
 WHERE = "sweep.table.verdicts"
 
@@ -83,7 +83,5 @@ def parse_verdicts(raw: Any) -> VerdictDesign:
         value = getattr(design, name)
         if not 0 < value < 1:
             raise DeclarationError(f"{WHERE}.{name}: {value!r} must be a number in (0, 1)")
-    if design.family not in FAMILY_RULES:
-        raise DeclarationError(f"{WHERE}.family: unknown rule {design.family!r}; allowed: "
-                               f"{', '.join(FAMILY_RULES)}")
+    known(design.family, FAMILY_RULES, f"{WHERE}.family", "rule")
     return design

@@ -36,7 +36,7 @@ from analysis.errors import DeclarationError
 from analysis.layout import FINAL_METRICS, SPEED_METRIC
 from analysis.paper import PaperTable, load_paper
 from analysis.rows import KeyedRow, lines, matches, select, sortable, value_text
-from analysis.strict import strict
+from analysis.strict import known, strict
 from analysis.sweep import SweepRecord
 
 FINDINGS_FILE = Path(__file__).with_name("reference") / "findings.yaml"
@@ -135,7 +135,7 @@ class Evaluated:
     evidence: rules.Evidence
     paper_value: Optional[float]
     compared: str
-    cells: tuple[Optional[Group], ...]  # ours, compared (None: no run)
+    groups: tuple[Optional[Group], ...]  # ours, compared (None: no run)
     reference: Optional[float] = None  # our reference cell's metric
     paper_reference: Optional[float] = None
     signed: bool = True
@@ -247,7 +247,7 @@ def _trend(rising: bool) -> Callable[[Finding, SweepRecord], Evaluated]:
 def _contrast(finding: Finding, sweep: SweepRecord) -> Evaluated:
     """sum_i c_i mean(cell_i) > 0: a linear contrast of cells (best_of columns included),
     with the Welch-Satterthwaite df, or the pooled variance."""
-    groups = [_cell(sweep, cell, finding.metric) for _, cell in finding.terms]
+    groups = [_group_at(sweep, cell, finding.metric) for _, cell in finding.terms]
     terms = [(weight, _seeds_of(g, finding.metric)) for (weight, _), g in zip(finding.terms, groups)]
     estimate = stats.contrast(terms, _pooled(sweep, finding.metric))
     paper_rows = [_paper_pick(sweep, cell, finding.paper_metric) for _, cell in finding.terms]
@@ -280,10 +280,7 @@ def _finding(key: str, raw: Any) -> Finding:
     """One entry of findings.yaml: Finding's keys and types (analysis/strict.py), then those of its kind."""
     where = f"findings.yaml: {key}"
     spec = strict(raw, where, Finding, skip=("id",))
-    kind = COMPARISONS.get(spec.get("compare"))
-    if kind is None:
-        raise DeclarationError(f"{where}.compare: unknown comparison {spec.get('compare')!r}; "
-                               f"allowed: {', '.join(COMPARISONS)}")
+    kind = COMPARISONS[known(spec.get("compare"), COMPARISONS, f"{where}.compare", "comparison")]
     for name in kind.fields + COMMON[:3]:
         if name not in spec:
             raise DeclarationError(f"{where}.{name}: required by {spec['compare']}")
@@ -320,18 +317,12 @@ def _terms(spec: Any, where: str) -> tuple[tuple[float, Mapping[str, Any]], ...]
 
 
 def _check_against_paper(finding: Finding, where: str) -> None:
-    tables = load_paper()
-    if finding.table not in tables:
-        raise DeclarationError(f"{where}.table: unknown reference table {finding.table!r}; "
-                               f"allowed: {', '.join(sorted(tables))}")
-    columns = tables[finding.table].columns
+    columns = load_paper()[known(finding.table, sorted(load_paper()), f"{where}.table", "reference table")].columns
     for column in sorted(finding.row_columns() | finding.cell_columns()):
         if column not in columns:
             raise DeclarationError(f"{where}: {column!r} is not a column of {finding.table}; "
                                    f"columns: {', '.join(columns)}")
-    if finding.metric not in FINAL_METRICS:
-        raise DeclarationError(f"{where}.metric: unknown metric {finding.metric!r}; "
-                               f"allowed: {', '.join(FINAL_METRICS)}")
+    known(finding.metric, FINAL_METRICS, f"{where}.metric", "metric")
     if finding.paper_metric not in columns:
         raise DeclarationError(f"{where}.paper_metric: {finding.paper_metric!r} is not a column of "
                                f"{finding.table}; columns: {', '.join(columns)}")
@@ -351,7 +342,7 @@ def _result(finding: Finding, evaluated: Evaluated, level: float, sweep: SweepRe
     decidable = "" if outcome.detectable is None else outcome.detects.format(f"{outcome.detectable:.1f} {unit}")
     if outcome.seeds_needed is not None:
         decidable += f"; the observed effect needs ~{outcome.seeds_needed} seeds per cell"
-    count = _count(evaluated.cells, finding.metric)
+    count = _count(evaluated.groups, finding.metric)
     compared = f"{evaluated.compared}: {outcome.reason}" + (f"; {evaluated.note}" if evaluated.note else "")
     return FindingResult(
         id=finding.id, statement=finding.statement, verdict=outcome.verdict, ours=ours,
@@ -377,10 +368,10 @@ def _pair(finding: Finding, sweep: SweepRecord, ra: Optional[KeyedRow], rb: Opti
                      _paper_reference(finding, sweep, pb), note=note)
 
 
-def _count(cells: Sequence[Optional[Group]], metric: str) -> SeedCount:
-    """The compared cell with the fewest finished seeds; failures and cells never run, summed."""
-    present = [g for g in cells if g is not None]
-    missing = len(cells) - len(present)
+def _count(groups: Sequence[Optional[Group]], metric: str) -> SeedCount:
+    """The compared group with the fewest finished seeds; failures and cells never run, summed."""
+    present = [g for g in groups if g is not None]
+    missing = len(groups) - len(present)
     if not present:
         return SeedCount(0, 0, 0, missing)
     fewest = min(present, key=lambda g: len(g.values(metric)))
@@ -404,7 +395,7 @@ def _pick(sweep: SweepRecord, operand: Optional[Mapping[str, Any]], metric: str)
     return _best(found, lambda row: row.group.mean(metric))
 
 
-def _cell(sweep: SweepRecord, where: Mapping[str, Any], metric: str) -> Optional[Group]:
+def _group_at(sweep: SweepRecord, where: Mapping[str, Any], metric: str) -> Optional[Group]:
     """Our cell (a group of seeds over every row column, best_of included) matching `where`;
     the best by our mean if several match."""
     columns = sweep.table.columns
@@ -426,7 +417,7 @@ def _paper_pick(sweep: SweepRecord, operand: Optional[Mapping[str, Any]], metric
 def _reference(finding: Finding, sweep: SweepRecord, default: Optional[KeyedRow]) -> Optional[float]:
     """Our reference cell's mean metric: the declared `reference`, else the default row."""
     if finding.reference is not None:
-        group = _cell(sweep, finding.reference, finding.metric)
+        group = _group_at(sweep, finding.reference, finding.metric)
         return None if group is None else group.mean(finding.metric)
     return _mean(default, finding.metric)
 

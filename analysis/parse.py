@@ -51,7 +51,7 @@ from analysis.errors import DeclarationError
 from analysis.findings import Finding, load_findings
 from analysis.paper import PaperTable, load_paper
 from analysis.plots import PLOT_KINDS
-from analysis.strict import strict
+from analysis.strict import known, strict
 
 WHERE = "sweep.table"
 STEM = re.compile(r"^[A-Za-z0-9_.\-]+$")  # a table name becomes a file name
@@ -133,11 +133,7 @@ def plain(value: Any) -> Any:
 def _paper(name: Any) -> Optional[PaperTable]:
     if name is None:
         return None
-    tables = load_paper()
-    if name not in tables:
-        raise DeclarationError(f"{WHERE}.paper: unknown reference table {name!r}; allowed: "
-                               f"{', '.join(sorted(tables))} or null")
-    return tables[name]
+    return load_paper()[known(name, sorted(load_paper()), f"{WHERE}.paper", "reference table")]
 
 
 def _rows(spec: Any, paper: Optional[PaperTable]) -> tuple[RowSource, ...]:
@@ -179,8 +175,7 @@ def _row(column: str, spec: Any, paper: Optional[PaperTable]) -> RowSource:
                                f"derivations: {', '.join(sorted(DERIVATIONS))}")
     names = [k for k in spec if k != "only_if"]
     for name in names:
-        if name not in DERIVATIONS:
-            raise DeclarationError(f"{where}: unknown derivation {name!r}; allowed: {', '.join(sorted(DERIVATIONS))}")
+        known(name, sorted(DERIVATIONS), where, "derivation")
     if len(names) != 1:
         raise DeclarationError(f"{where}: give exactly one derivation ({', '.join(sorted(DERIVATIONS))}), "
                                f"not {len(names)}")
@@ -222,9 +217,7 @@ def _grid(spec: Any, best_of: Optional[str]) -> tuple[bool, Optional[str]]:
 def _metrics(spec: Any, default: tuple[str, ...]) -> tuple[str, ...]:
     metrics = _names(spec, f"{WHERE}.metrics") or default
     for metric in metrics:
-        if metric not in layout.FINAL_METRICS:
-            raise DeclarationError(f"{WHERE}.metrics: unknown metric {metric!r}; allowed: "
-                                   f"{', '.join(layout.FINAL_METRICS)}")
+        known(metric, layout.FINAL_METRICS, f"{WHERE}.metrics", "metric")
     return metrics
 
 
@@ -310,10 +303,7 @@ def _plot(spec: Any, declaration: TableDeclaration) -> Optional[PlotDeclaration]
         return None
     if not isinstance(spec, dict) or "kind" not in spec:
         raise DeclarationError(f"{where}: must be {{kind: ..., options}}; kinds: {', '.join(sorted(PLOT_KINDS))}")
-    kind = PLOT_KINDS.get(spec["kind"])
-    if kind is None:
-        raise DeclarationError(f"{where}.kind: unknown plot kind {spec['kind']!r}; allowed: "
-                               f"{', '.join(sorted(PLOT_KINDS))}")
+    kind = PLOT_KINDS[known(spec["kind"], sorted(PLOT_KINDS), f"{where}.kind", "plot kind")]
     options = {k: v for k, v in spec.items() if k != "kind"}
     strict(options, f"{where} ({spec['kind']})", sorted(kind.required + kind.optional))
     for name in kind.required:
@@ -335,13 +325,9 @@ def _plot(spec: Any, declaration: TableDeclaration) -> Optional[PlotDeclaration]
 
 
 def _findings(spec: Any, declaration: TableDeclaration) -> tuple[str, ...]:
-    ids = _names(spec, f"{WHERE}.findings")
-    known = load_findings()
+    ids, findings = _names(spec, f"{WHERE}.findings"), load_findings()
     for finding_id in ids:
-        if finding_id not in known:
-            raise DeclarationError(f"{WHERE}.findings: unknown finding {finding_id!r}; allowed: "
-                                   f"{', '.join(sorted(known))}")
-        problem = _unfit(known[finding_id], declaration)
+        problem = _unfit(findings[known(finding_id, sorted(findings), f"{WHERE}.findings", "finding")], declaration)
         if problem:
             raise DeclarationError(f"{WHERE}.findings: {finding_id}: {problem}")
     return ids

@@ -5,8 +5,9 @@ A schema is a dataclass (its fields are the keys allowed, its annotations their
 types) or, for keys known only at run time (a plot kind's options), their
 names. What it rejects is one line naming the key and where it is, e.g.
 `sweep.table.verdicts: unknown key 'familly'; allowed: level, family, power, pooled_variance`.
-Rules that tie keys together (a column must be a row, a kind needs its
-fields) stay with the caller, which knows them.
+`known` is the one check of a name against its registry (a paper table, a
+metric, a plot or comparison kind). Rules that tie keys together (a column
+must be a row, a kind needs its fields) stay with the caller, which knows them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Mapping
-from typing import Any, Sequence, Union
+from typing import Any, Iterable, Sequence, Union
 
 from analysis.errors import DeclarationError
 
@@ -42,6 +43,15 @@ def strict(raw: Any, where: str, schema: type | Sequence[str], skip: Sequence[st
                 not isinstance(value, TYPES[wanted]) or (wanted is not bool and isinstance(value, bool))):
             raise DeclarationError(f"{where}.{key}: must be {TOLD[wanted]}, not {value!r}")
     return dict(raw)
+
+
+def known(value: Any, allowed: Iterable[str], where: str, what: str) -> Any:
+    """`value` when it is one of `allowed`; else DeclarationError, e.g.
+    `sweep.table.metrics: unknown metric 'APX'; allowed: AP, AP50, ...`."""
+    allowed = list(allowed)
+    if value not in allowed:
+        raise DeclarationError(f"{where}: unknown {what} {value!r}; allowed: {', '.join(allowed)}")
+    return value
 
 
 def _plain_type(hint: Any) -> Any:
