@@ -206,3 +206,26 @@ def test_the_page_shows_the_findings_as_every_other_format_does(report):
         assert cells[COLUMNS.index("compared")] in terminal  # e.g. "the weakest of 1 steps along gamma: ..."
     assert "— AP" not in page and "— ms" not in page
     assert any(result.estimate is not None for result in report.findings)  # a number with its unit was shown
+
+
+def test_a_report_reads_the_runs_once_and_keys_the_rows_once(tmp_path, monkeypatch):
+    """Tables, findings, plots and the page read one SweepRecord: one query for the child runs
+    (their per-class AP included), one build of the keyed rows."""
+    import analysis.sweep
+
+    calls = {"children": 0, "rows": 0}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(layout, "children", counted("children", layout.children))
+    monkeypatch.setattr(analysis.sweep, "keyed_rows", counted("rows", analysis.sweep.keyed_rows))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = log_fake_sweep(uri, "gamma_alpha", _trials(), artifact_location=str(tmp_path / "artifacts"))
+    report = create_report(parent, tracking_uri=uri, reports_dir=tmp_path / "reports", console=Console(quiet=True))
+    assert report.tables and report.findings and report.plots
+    assert calls == {"children": 1, "rows": 1}
+    assert "44.5" in (report.out_dir / FILE_NAME).read_text(encoding="utf-8")  # per-class AP, from that one read
