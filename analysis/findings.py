@@ -17,6 +17,11 @@ Evaluating the findings of one report takes three steps:
 With `pooled_variance: true` declared, one residual variance of the sweep's
 cells (stats.pool) replaces each cell's own, when Bartlett's test finds the
 cells' variances compatible at the declared level; the report says which.
+
+A new comparison kind is one change here: its evaluate function and its
+`COMPARISONS` entry (the findings.yaml keys it needs and may take; a key new
+to findings.yaml is a `Finding` field). A new verdict rule goes in
+analysis/rules.py, a new family-wise rule in analysis/design.py's FAMILY_RULES.
 """
 
 from __future__ import annotations
@@ -28,8 +33,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import yaml
 
-from analysis import rules
-from analysis import stats
+from analysis import rules, stats
 from analysis.aggregate import Group
 from analysis.design import VerdictDesign
 from analysis.errors import DeclarationError
