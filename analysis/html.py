@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 from urllib.parse import urlparse
 
 from analysis.findings import FindingResult
-from analysis.layout import REPORT_PAGE, SPEED_METRIC, format_value, runs_page, shown
+from analysis.layout import REPORT_PAGE, SPEED_METRIC, format_value, run_page, runs_page, shown
 from analysis.plots import Plot
 from analysis.provenance import Reproduction
 from analysis.records import TrialRecord, split_overrides, status_summary
@@ -207,13 +207,13 @@ class RunLinks:
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_id: str = "", saved_view: bool = False) -> None:
         tracking_uri = redact(tracking_uri)  # a page is shared: user:***@, never the password
-        server = urlparse(tracking_uri).scheme in ("http", "https") and experiment_id
-        self.base = f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/" if server else ""
-        self.page = runs_page(tracking_uri, experiment_id, parent_id, saved_view) if server and parent_id else ""
+        self.server = tracking_uri if urlparse(tracking_uri).scheme in ("http", "https") and experiment_id else ""
+        self.experiment_id = experiment_id
+        self.page = runs_page(tracking_uri, experiment_id, parent_id, saved_view) if self.server and parent_id else ""
 
     def anchor(self, run_id: str, text: str) -> str:
         code = f"<code>{_e(text)}</code>"
-        return f'<a href="{_e(self.base + run_id)}">{code}</a>' if self.base else code
+        return f'<a href="{_e(run_page(self.server, self.experiment_id, run_id))}">{code}</a>' if self.server else code
 
 
 def _overrides_text(overrides: Mapping[str, Any]) -> str:

@@ -165,6 +165,11 @@ def note_text(markdown: str, more: str = "") -> str:
     return markdown[:NOTE_CHARS - len(tail)].rsplit("\n", 1)[0] + tail
 
 
+def run_page(server: str, experiment_id: str, run_id: str = "") -> str:
+    """The MLflow UI's page of one run (no run: the experiment's runs, which `runs_page` queries)."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "")
+
+
 def runs_page(server: str, experiment_id: str, parent_id: str, saved_view: bool = False) -> str:
     """The MLflow UI's runs page of one sweep: the trials of parent run `parent_id`, best AP first;
     with `saved_view`, the sweep's saved view (`runs_view`, written by the report) with its columns.
@@ -178,7 +183,7 @@ def runs_page(server: str, experiment_id: str, parent_id: str, saved_view: bool 
     else:
         query = {"workflowType": "machine_learning", "searchFilter": children_filter(parent_id),
                  "orderByKey": "metrics.`AP`", "orderByAsc": "false"}
-    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?{urlencode(query, quote_via=quote)}"
+    return f"{run_page(server, experiment_id)}?{urlencode(query, quote_via=quote)}"
 
 
 def view_key(parent_id: str) -> str:
