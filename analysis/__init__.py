@@ -5,8 +5,10 @@ table can be rebuilt from a tracking server long after the cluster is gone.
 Which table is built is the sweep's declaration (`sweep.table`, read back
 from the parent run), never the sweep's name.
 
-Floors: a module imports only from floors below its own (or beside it,
-without a circle); tests/test_analysis_floors.py checks it.
+Floors: a module imports only modules named before it in this table
+(imports inside functions and under TYPE_CHECKING included), so no import
+runs back up and none closes a circle; tests/test_analysis_floors.py reads
+the table and checks it.
 
 | floor | modules | concept |
 |---|---|---|

@@ -1,36 +1,39 @@
-"""analysis/ imports only down its floors (analysis/__init__.py): no circle, no arrow back up.
-
-Every import counts, those inside functions and under TYPE_CHECKING included.
+"""analysis/ imports only down its floors: each module only modules named before it in the table of
+analysis/__init__.py, so no circle and no arrow back up. Every import counts, those inside
+functions and under TYPE_CHECKING included.
 """
 
 import ast
+import re
 from pathlib import Path
 
 import analysis
 
-# analysis/__init__.py's table, top to bottom read upwards: a module may import only lower numbers
-FLOORS = [("errors", "layout", "redact", "stats", "paper", "derive"), ("strict", "rules"), ("design",),
-          ("declaration", "records"), ("aggregate",), ("rows",), ("sweep",), ("findings", "plots"), ("parse",),
-          ("runs",), ("tables", "provenance"), ("render",), ("render_findings",), ("html",), ("report",)]
-FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}
 ASIDE = {"__init__", "loss_cdf"}  # the package's door, and Figure 4 (imports detector/)
 
 
-def _imports(path: Path) -> set[str]:
+def _order() -> list[str]:
+    """The modules in the order of analysis/__init__.py's table (its second column)."""
+    rows = [line.split("|")[2] for line in analysis.__doc__.splitlines() if line.startswith("| ") and "`" in line]
+    return [name for row in rows for name in re.findall(r"`(\w+)`", row) if name not in ASIDE]
+
+
+def _imports(path: Path, known: set[str]) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
-    return {name.split(".")[1] for name in found if name.startswith("analysis.") and name.split(".")[1] in FLOOR}
+    return {name.split(".")[1] for name in found if name.startswith("analysis.") and name.split(".")[1] in known}
 
 
-def test_every_module_has_a_floor_and_imports_only_below_it():
+def test_every_module_imports_only_modules_before_it():
     modules = {p.stem: p for p in Path(analysis.__file__).parent.glob("*.py")}
-    assert set(modules) - ASIDE == set(FLOOR), "a module added or removed: give it its floor here and in __init__"
-    upward = [f"{name} -> {other}" for name in FLOOR for other in _imports(modules[name])
-              if FLOOR[other] >= FLOOR[name] and other != name]
+    order = _order()
+    assert sorted(order) == sorted(set(modules) - ASIDE), "each module named once in analysis/__init__.py's table"
+    upward = [f"{name} -> {other}" for i, name in enumerate(order)
+              for other in _imports(modules[name], set(order)) if other != name and order.index(other) > i]
     assert not upward, upward
 
 
