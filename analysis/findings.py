@@ -35,10 +35,9 @@ import yaml
 
 from analysis import rules, stats
 from analysis.aggregate import Group
-from analysis.design import VerdictDesign
 from analysis.errors import DeclarationError
 from analysis.layout import FINAL_METRICS, SPEED_METRIC
-from analysis.paper import PaperTable, load_paper
+from analysis.paper import load_paper
 from analysis.rows import KeyedRow, lines, matches, select, sortable, value_text
 from analysis.strict import known, strict
 from analysis.sweep import SweepRecord
