@@ -1,27 +1,29 @@
-"""MLflow runs of a sweep -> the table it declares, the paper's findings tested, plots.
+"""MLflow runs of a sweep -> the table it declares, the paper's findings tested, plots, one HTML page.
 
 Reads what MLflow holds and nothing else (no detector/, Ray or Hydra), so a
 table can be rebuilt from a tracking server long after the cluster is gone.
 Which table is built is the sweep's declaration (`sweep.table`, read back
-from the parent run; analysis/declaration.py), never the sweep's name.
+from the parent run), never the sweep's name.
 
-| module | concept |
-|---|---|
-| `layout.py` | the MLflow run layout (tags, metrics, cell key, queries) shared with sweeps/ and tests |
-| `runs.py` | read a sweep: parent, declaration, one `TrialRecord` per cell |
-| `declaration.py` | `parse_table(sweep.table) -> TableDeclaration`, one-line `DeclarationError`s |
-| `derive.py` | the row-value derivations a declaration names (path, count, method) |
-| `aggregate.py`, `rows.py` | seeds -> groups (mean ± std); groups keyed like the paper's rows |
-| `paper.py`, `reference/` | the paper's numbers (focal_loss_paper.yaml) and findings (findings.yaml) |
-| `stats.py`, `findings.py` | contrasts over seeds (Welch or pooled, exact t, MDE, Bartlett); the verdict rules |
-| `design.py` | the declared test (`sweep.table.verdicts`): level, family-wise rule (Holm), power, pooled variance |
-| `paper_findings.py` | the paper's findings evaluated on a sweep's rows (the registry of comparison kinds) |
-| `table.py`, `tables.py` | the table structure; the declared table(s) built |
-| `render.py`, `render_findings.py` | Markdown / CSV / LaTeX / terminal; the Findings block |
-| `plots.py` | the plot kinds a declaration names (curve, bars, figure2) |
-| `report.py` | all of it, CLI: `build_report`, `create_report -> Report` |
+Floors: a module imports only modules named before it in this table
+(imports inside functions and under TYPE_CHECKING included), so no import
+runs back up and none closes a circle; tests/test_analysis_floors.py reads
+the table and checks it.
 
-Entry point: `analysis.report.build_report` / `python -m analysis.report`.
+| floor | modules | concept |
+|---|---|---|
+| low | `errors`, `layout`, `redact`, `stats`, `paper`, `derive` | one-line errors; the MLflow run layout (every tag, metric and artifact name); password masking; estimates over seeds; the paper's numbers; row derivations |
+| | `strict`, `rules`, `design` | the one strict loader of declared YAML; the verdict rules; the declared test (level, family-wise rule) |
+| middle | `declaration`, `records` | a parsed table declaration; one plain `TrialRecord` per child run |
+| | `aggregate`, `rows` | seeds -> groups (mean ± std); groups keyed like the paper's rows |
+| | `sweep` | `SweepRecord`: the one view of a sweep, its keyed rows built once |
+| top | `findings`, `plots` | the paper's findings evaluated on the view (`COMPARISONS`); the plot kinds (`PLOT_KINDS`) |
+| | `parse` | the strict loader of `sweep.table` (checks plot kinds and finding ids) |
+| | `runs` | read a sweep from MLflow, once -> `SweepRecord` |
+| | `tables`, `render`, `render_findings`, `provenance`, `html`, `report` | table structure and builders; Markdown / CSV / LaTeX / terminal; the findings table in every format; how to reproduce; the page; the CLI |
+
+Entry point: `analysis.report.create_report` (and `build_report`, its folder) /
+`python -m analysis.report`.
 """
 
 from analysis.errors import AnalysisError, DeclarationError

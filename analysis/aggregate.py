@@ -1,22 +1,19 @@
-"""Trials -> cells: group the runs of one table cell (its seeds) and summarise them.
+"""Trials -> groups: the trials of one configuration (its seeds) together, summarised.
 
-A cell is keyed by a tuple of config values (e.g. `(gamma, alpha)`); its
+A group is keyed by a tuple of config values (e.g. `(gamma, alpha)`); its
 metrics are the mean and sample standard deviation over the seeds whose run
-FINISHED. AP-type metrics become percent here, as the paper prints them.
+FINISHED, in the units the tables show (`layout.shown`: AP in percent).
 """
 
 from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable
+from typing import Any, Callable, Hashable, Iterable
 
-from analysis.layout import COCO_METRICS
+from analysis.layout import FAILED, FINISHED, RUNNING, SCHEDULED, shown
+from analysis.records import TrialRecord
 
-if TYPE_CHECKING:  # runs.py imports MLflow; grouping needs only the records' fields
-    from analysis.runs import TrialRecord
-
-PERCENT_METRICS = COCO_METRICS
 KEY_DIGITS = 9  # keys are rounded so 0.1 from JSON and 0.1 from a param group together
 
 Key = tuple[Hashable, ...]
@@ -33,24 +30,24 @@ class Stat:
 
 @dataclass(frozen=True)
 class Group:
-    """The trials of one cell: its seeds, finished or not."""
+    """The trials of one configuration: its seeds, finished or not."""
 
     key: Key
     trials: tuple[TrialRecord, ...]
 
     @property
     def finished(self) -> list[TrialRecord]:
-        return [t for t in self.trials if t.status == "FINISHED"]
+        return [t for t in self.trials if t.status == FINISHED]
 
     @property
     def status(self) -> str:
         """finished (all seeds) | partial (some failed) | failed | running | killed ..."""
         statuses = {t.status for t in self.trials}
-        if statuses == {"FINISHED"}:
+        if statuses == {FINISHED}:
             return "finished"
-        if "FINISHED" in statuses:
+        if FINISHED in statuses:
             return "partial"
-        for status in ("RUNNING", "SCHEDULED", "FAILED"):
+        for status in (RUNNING, SCHEDULED, FAILED):
             if status in statuses:
                 return status.lower()
         return sorted(statuses)[0].lower()
@@ -58,11 +55,11 @@ class Group:
     @property
     def error(self) -> str:
         """The error of the first failed seed ("" when none failed)."""
-        return next((t.error or t.status for t in self.trials if t.status == "FAILED"), "")
+        return next((t.error or t.status for t in self.trials if t.status == FAILED), "")
 
     def values(self, metric: str) -> list[float]:
         """`metric` of each finished seed, in display units (percent for AP...)."""
-        values = [_display(metric, t.metrics.get(metric)) for t in self.finished]
+        values = [shown(metric, t.metrics.get(metric)) for t in self.finished]
         return [v for v in values if v is not None]
 
     def stat(self, metric: str) -> Stat | None:
@@ -105,10 +102,3 @@ def best_group(groups: Iterable[Group], metric: str = "AP") -> Group | None:
     """The group with the highest mean `metric` over its finished seeds."""
     scored = [(g.mean(metric), g) for g in groups if g.mean(metric) is not None]
     return max(scored, key=lambda pair: pair[0])[1] if scored else None
-
-
-def _display(metric: str, value: float | None) -> float | None:
-    """Fraction -> percent for AP metrics; COCOeval's -1 ("no such objects") -> None."""
-    if value is None or (metric in PERCENT_METRICS and value < 0):
-        return None
-    return 100.0 * value if metric in PERCENT_METRICS else value

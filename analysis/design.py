@@ -8,7 +8,7 @@
         pooled_variance: false # true: one residual variance across the sweep's cells (if compatible)
 
 Every key is optional (the defaults above). A family-wise rule maps the
-findings' p-values (analysis/findings.py `Evidence.p_value`) to the level
+findings' p-values (analysis/rules.py `Evidence.p_value`) to the level
 each finding's verdict uses; a finding is decided at its level exactly when
 its p-value is at most that level.
 """
@@ -16,9 +16,10 @@ its p-value is at most that level.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from analysis.errors import DeclarationError
+from analysis.strict import known, strict
 
 WHERE = "sweep.table.verdicts"
 
@@ -73,26 +74,14 @@ class VerdictDesign:
         return f"{FAMILY_NAMES[self.family]} over {count} findings, {self.level:.0%} family-wise"
 
 
-KEYS = ("level", "family", "power", "pooled_variance")
-
-
 def parse_verdicts(raw: Any) -> VerdictDesign:
     """A `verdicts` mapping -> VerdictDesign; DeclarationError (one line) for a bad key or value."""
     if raw is None:
         return VerdictDesign()
-    if not isinstance(raw, Mapping):
-        raise DeclarationError(f"{WHERE}: must be a mapping of {', '.join(KEYS)}")
-    for key in raw:
-        if key not in KEYS:
-            raise DeclarationError(f"{WHERE}: unknown key {key!r}; allowed: {', '.join(KEYS)}")
-    design = VerdictDesign(**raw)
+    design = VerdictDesign(**strict(raw, WHERE, VerdictDesign))
     for name in ("level", "power"):
         value = getattr(design, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        if not 0 < value < 1:
             raise DeclarationError(f"{WHERE}.{name}: {value!r} must be a number in (0, 1)")
-    if design.family not in FAMILY_RULES:
-        raise DeclarationError(f"{WHERE}.family: unknown rule {design.family!r}; allowed: "
-                               f"{', '.join(FAMILY_RULES)}")
-    if not isinstance(design.pooled_variance, bool):
-        raise DeclarationError(f"{WHERE}.pooled_variance: must be true or false")
+    known(design.family, FAMILY_RULES, f"{WHERE}.family", "rule")
     return design

@@ -14,23 +14,21 @@ import base64
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 from urllib.parse import urlparse
 
-from analysis.findings import NOT_REPRODUCED, REPRODUCED
-from analysis.layout import SPEED_METRIC, format_value, runs_page
+from analysis.findings import FindingResult
+from analysis.layout import REPORT_PAGE, SPEED_METRIC, format_value, run_page, runs_page, shown
+from analysis.plots import Plot
 from analysis.provenance import Reproduction
+from analysis.records import TrialRecord, split_overrides, status_summary
 from analysis.redact import redact
-from analysis.render import _displayed  # the columns as every renderer shows them (n after the keys)
-from analysis.render_findings import decidable_text, design_line, level_text, ours_text, paper_text, relative_text
-from analysis.table import Table
+from analysis.render import displayed  # the columns as every renderer shows them (n after the keys)
+from analysis.render_findings import COLUMNS as FINDING_COLUMNS, TITLE as FINDINGS_TITLE, design_line, finding_row
+from analysis.rules import NOT_REPRODUCED, REPRODUCED
+from analysis.sweep import SweepRecord
+from analysis.tables import Table
 
-if TYPE_CHECKING:
-    from analysis.paper_findings import FindingResult
-    from analysis.report import Report
-    from analysis.runs import TrialRecord
-
-FILE_NAME = "index.html"
 TRIAL_METRICS = ("AP", "AP50", "AP75", SPEED_METRIC)
 VERDICT_CLASS = {REPRODUCED: "good", NOT_REPRODUCED: "bad"}  # inconclusive: "unsure"
 STYLE = """
@@ -53,36 +51,47 @@ background:#f3f5f9}
 
 
 @dataclass
-class HtmlInputs:
-    """What the page shows beyond the Report: per-class AP per run, and where the runs are."""
+class Report:
+    """What a report holds: the sweep, its tables, the paper's findings tested, plots, files."""
 
-    per_class: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # run id -> {category: AP}
+    sweep: SweepRecord
+    out_dir: Path
+    tables: list[Table] = field(default_factory=list)
+    findings: list[FindingResult] = field(default_factory=list)
+    plots: list[Plot] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class HtmlInputs:
+    """Where the runs are, for the page's links (a browser opens them only on a server)."""
+
     tracking_uri: str = ""
     experiment_id: str = ""
     saved_view: bool = False  # the experiment holds the sweep's saved view (layout.runs_view): link to it
 
 
-def write_html(report: "Report", inputs: HtmlInputs) -> Path:
+def write_html(report: Report, inputs: HtmlInputs) -> Path:
     """Write `<report.out_dir>/index.html`; returns its path."""
     report.out_dir.mkdir(parents=True, exist_ok=True)
-    path = report.out_dir / FILE_NAME
+    path = report.out_dir / REPORT_PAGE
     path.write_text(render_page(report, inputs), encoding="utf-8")
     return path
 
 
-def render_page(report: "Report", inputs: HtmlInputs) -> str:
+def render_page(report: Report, inputs: HtmlInputs) -> str:
     """The whole page as one string."""
     sweep = report.sweep
     links = RunLinks(inputs.tracking_uri, inputs.experiment_id, sweep.run_id, inputs.saved_view)
     parts = [f"<h1>Sweep {_e(sweep.name)}</h1>", _meta(report, links), reproduce_html(Reproduction.of(sweep))]
     if report.findings:
-        parts += ["<h2>Findings of the paper, tested on our seeds</h2>", findings_html(report.findings)]
+        parts += [f"<h2>{FINDINGS_TITLE}</h2>", findings_html(report.findings)]
     for table in report.tables:
         parts += [table_html(table)]
     if report.plots:
         parts += ["<h2>Plots</h2>"] + [_image(p) for plot in report.plots for p in plot.paths if p.suffix == ".png"]
     parts += ["<h2>Trials: what each changed, and what it got</h2>", trials_html(sweep.trials, links)]
-    parts += ["<h2>AP per category</h2>", per_class_html(sweep.trials, inputs.per_class)]
+    parts += ["<h2>AP per category</h2>", per_class_html(sweep.trials, {t.run_id: t.per_class for t in sweep.trials})]
     body = "\n".join(parts)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>{_e(sweep.name)}: sweep report</title><style>{STYLE}</style></head>\n<body>\n{body}\n"
@@ -90,12 +99,9 @@ def render_page(report: "Report", inputs: HtmlInputs) -> str:
 
 
 # -- parts ----------------------------------------------------------------------------
-def _meta(report: "Report", links: "RunLinks") -> str:
+def _meta(report: Report, links: RunLinks) -> str:
     sweep = report.sweep
-    counts: dict[str, int] = {}
-    for trial in sweep.trials:
-        counts[trial.status] = counts.get(trial.status, 0) + 1
-    summary = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items())) or "no trials yet"
+    summary = status_summary(sweep.trials) or "no trials yet"
     run = links.anchor(sweep.run_id, sweep.run_id)
     page = f' · <a href="{_e(links.page)}">the trials of this sweep in MLflow, best AP first</a>' if links.page else ""
     return (f'<p class="meta">profile <b>{_e(sweep.profile or "?")}</b> · {_e(sweep.kind)} · '
@@ -112,25 +118,20 @@ def reproduce_html(reproduction: Reproduction) -> str:
             f"this page again: <code>python -m analysis.report {run}</code> (the MLflow parent run)</p>")
 
 
-def findings_html(results: Sequence["FindingResult"]) -> str:
-    """One row per finding: statement, ours and the paper's (each with its size relative to its
-    AP scale), seeds, the level used, the verdict (coloured), what was compared and what would decide it."""
-    rows = [_row(["finding", "ours", "paper", "seeds", "level", "verdict", "compared"], header=True, keys=(0, 5, 6))]
+def findings_html(results: Sequence[FindingResult]) -> str:
+    """The findings table of every format (analysis/render_findings.py), the verdict coloured."""
+    rows = [_row(FINDING_COLUMNS, header=True, keys=(0, 7, 8, 9))]
+    verdict_at = FINDING_COLUMNS.index("verdict")
     for r in results:
-        verdict = f'<span class="{VERDICT_CLASS.get(r.verdict, "unsure")}">{_e(r.verdict)}</span>'
-        ours = f"{ours_text(r)} ({relative_text(r.relative, r.signed)})" if r.relative is not None else ours_text(r)
-        paper = (f"{paper_text(r)} ({relative_text(r.paper_relative, r.signed)})" if r.paper_relative is not None
-                 else paper_text(r))
-        note = f"{r.compared}; {decidable_text(r)}"
-        cells = [_e(r.statement), _e(ours), _e(paper), _e(r.seeds), _e(level_text(r)), verdict,
-                 f'<span class="note">{_e(note)}</span>']
-        rows.append(_row(cells, keys=(0, 5, 6), wrap=(0, 6)))
+        cells = [_e(text) for text in finding_row(r)]
+        cells[verdict_at] = f'<span class="{VERDICT_CLASS.get(r.verdict, "unsure")}">{_e(r.verdict)}</span>'
+        rows.append(_row(cells, keys=(0, 7, 8, 9), wrap=(0, 8, 9)))
     return _table(rows) + f'<p class="note">{_e(design_line(results))}</p>'
 
 
 def table_html(table: Table) -> str:
     """A report table: ours beside the paper's columns (shaded), the best row bold, the notes below."""
-    columns, rows = _displayed(table)
+    columns, rows = displayed(table)
     head = "".join(f'<th class="{_column_class(c.source)}">{_e(c.header)}</th>' for c in columns)
     body = []
     for row, cells in zip(table.rows, rows):
@@ -141,7 +142,7 @@ def table_html(table: Table) -> str:
             + (f'<ul class="note">{notes}</ul>' if notes else ""))
 
 
-def trials_html(trials: Sequence["TrialRecord"], links: "RunLinks") -> str:
+def trials_html(trials: Sequence[TrialRecord], links: RunLinks) -> str:
     """Each trial's overrides of the base config (those all trials share said once), status and numbers."""
     shared, varying = split_overrides(trials)
     lines = [f'<p class="note">Every trial overrides the base config with '
@@ -159,7 +160,7 @@ def trials_html(trials: Sequence["TrialRecord"], links: "RunLinks") -> str:
     return "".join(lines) + _table(rows)
 
 
-def per_class_html(trials: Sequence["TrialRecord"], per_class: Mapping[str, Mapping[str, float]]) -> str:
+def per_class_html(trials: Sequence[TrialRecord], per_class: Mapping[str, Mapping[str, float]]) -> str:
     """AP in percent per category and trial, shaded by value ("—": the category has no ground truth).
 
     The longer list runs down the page: with more categories than trials (20
@@ -184,7 +185,7 @@ def per_class_html(trials: Sequence["TrialRecord"], per_class: Mapping[str, Mapp
             '<p class="legend">AP over IoU .50:.95 per category; darker is better; trials best AP first.</p>')
 
 
-def trial_labels(trials: Sequence["TrialRecord"], shown: Sequence["TrialRecord"]) -> dict[str, list[str]]:
+def trial_labels(trials: Sequence[TrialRecord], shown: Sequence[TrialRecord]) -> dict[str, list[str]]:
     """Run id -> what tells the trial apart, one part per varying override (`gamma=0.5`: the
     last name of a dotted key where no other varying key shares it), and the seed where seeds vary."""
     _, varying = split_overrides(trials)
@@ -206,26 +207,13 @@ class RunLinks:
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_id: str = "", saved_view: bool = False) -> None:
         tracking_uri = redact(tracking_uri)  # a page is shared: user:***@, never the password
-        server = urlparse(tracking_uri).scheme in ("http", "https") and experiment_id
-        self.base = f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/" if server else ""
-        self.page = runs_page(tracking_uri, experiment_id, parent_id, saved_view) if server and parent_id else ""
+        self.server = tracking_uri if urlparse(tracking_uri).scheme in ("http", "https") and experiment_id else ""
+        self.experiment_id = experiment_id
+        self.page = runs_page(tracking_uri, experiment_id, parent_id, saved_view) if self.server and parent_id else ""
 
     def anchor(self, run_id: str, text: str) -> str:
         code = f"<code>{_e(text)}</code>"
-        return f'<a href="{_e(self.base + run_id)}">{code}</a>' if self.base else code
-
-
-def split_overrides(trials: Sequence["TrialRecord"]) -> tuple[dict[str, Any], set[str]]:
-    """(overrides every trial has with the same value, the keys whose value differs between trials)."""
-    keys = {k for t in trials for k in t.overrides}
-    if len(trials) < 2:
-        return {}, keys
-    shared = {}
-    for key in sorted(keys):
-        values = {format_value(t.overrides.get(key)) for t in trials}
-        if len(values) == 1 and all(key in t.overrides for t in trials):
-            shared[key] = trials[0].overrides[key]
-    return shared, keys - set(shared)
+        return f'<a href="{_e(run_page(self.server, self.experiment_id, run_id))}">{code}</a>' if self.server else code
 
 
 def _overrides_text(overrides: Mapping[str, Any]) -> str:
@@ -233,19 +221,19 @@ def _overrides_text(overrides: Mapping[str, Any]) -> str:
 
 
 def _metric_text(value: Optional[float], metric: str) -> str:
+    value = shown(metric, value)
     if value is None:
         return "—"
-    if metric == SPEED_METRIC:
-        return f"{value:.1f} ms"
-    return "—" if value < 0 else f"{100 * value:.1f}"
+    return f"{value:.1f} ms" if metric == SPEED_METRIC else f"{value:.1f}"
 
 
 def _shaded(value: Optional[float]) -> str:
     """A percent cell with a green background as strong as the AP."""
-    if value is None or value < 0:
+    percent = shown("AP", value)
+    if percent is None:
         return "—"
-    alpha = 0.08 + 0.72 * min(max(value, 0.0), 1.0)
-    return f'<span style="display:block;background:rgba(15,122,50,{alpha:.2f})">{100 * value:.1f}</span>'
+    alpha = 0.08 + 0.72 * min(max(percent / 100, 0.0), 1.0)
+    return f'<span style="display:block;background:rgba(15,122,50,{alpha:.2f})">{percent:.1f}</span>'
 
 
 def _image(path: Path) -> str:

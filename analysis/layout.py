@@ -63,7 +63,7 @@ ENV_TAGS = (ENV_PYTHON, ENV_TORCH, ENV_TORCHVISION, ENV_RAY, ENV_MLFLOW, ENV_OPT
 
 ROLE_PARENT, ROLE_CHILD = "parent", "child"
 NOTE_CHARS = 8000  # MLflow's longest tag value (mlflow.utils.validation.MAX_TAG_VAL_LENGTH)
-FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+FINISHED, FAILED, KILLED, RUNNING, SCHEDULED = "FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED"
 ERROR_CHARS = 500
 
 # -- metrics ---------------------------------------------------------------
@@ -76,7 +76,12 @@ PARENT_COUNTS = ("finished", "failed", "killed", "before")  # parent metrics tri
 PER_CLASS_PREFIX = "AP/"  # child: final AP of one category, `AP/<category name>` (-1: no ground truth)
 DEVICE_RESULT = "device"  # the key of a trial's result naming the device it ran on (-> env.device)
 
-# -- child artifacts (besides config.yaml, metrics.json, checkpoint/) --------
+# -- artifacts ---------------------------------------------------------------
+CONFIG_FILE = "config.yaml"  # child: the trial's composed config (parent: the sweep's)
+METRICS_FILE = "metrics.json"  # child: the final metrics, as the trial wrote them
+MODEL_FILE = "checkpoint/model.pt"  # child: the final weights (what loss_cdf and the quiet timing load)
+REPORT_DIR = "reports"  # parent: the report's files (tables, plots, the page), as written under reports/<sweep>/
+REPORT_PAGE = "index.html"  # the report's one self-contained page, in REPORT_DIR
 PER_CLASS_FILE = "per_class.json"  # {category name: AP}, the trial writes it into its workdir
 PR_CURVES_FILE = "pr_curves.png"  # precision-recall curve per category at IoU 0.5
 PREDICTIONS_DIR = "predictions"  # a few validation images, predictions and ground truth drawn
@@ -133,6 +138,14 @@ def child_tags(parent_id: str, name: str, overrides: Mapping[str, Any], seed: in
             OVERRIDES: encode_overrides(overrides), SEED: str(seed), INVOCATION: invocation}
 
 
+def shown(metric: str, value: Optional[float]) -> Optional[float]:
+    """A logged metric as reports show it: COCO fractions -> percent, as the paper prints them;
+    COCOeval's -1 ("no such objects") -> None; other metrics (ms) unchanged."""
+    if value is None or (metric in COCO_METRICS and value < 0):
+        return None
+    return 100.0 * value if metric in COCO_METRICS else value
+
+
 def per_class_metric(category: str) -> str:
     """`AP/<category>`; characters MLflow refuses in a metric name become `_`."""
     safe = "".join(ch if ch.isalnum() or ch in "_-. /" else "_" for ch in category)
@@ -152,6 +165,11 @@ def note_text(markdown: str, more: str = "") -> str:
     return markdown[:NOTE_CHARS - len(tail)].rsplit("\n", 1)[0] + tail
 
 
+def run_page(server: str, experiment_id: str, run_id: str = "") -> str:
+    """The MLflow UI's page of one run (no run: the experiment's runs, which `runs_page` queries)."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "")
+
+
 def runs_page(server: str, experiment_id: str, parent_id: str, saved_view: bool = False) -> str:
     """The MLflow UI's runs page of one sweep: the trials of parent run `parent_id`, best AP first;
     with `saved_view`, the sweep's saved view (`runs_view`, written by the report) with its columns.
@@ -165,7 +183,7 @@ def runs_page(server: str, experiment_id: str, parent_id: str, saved_view: bool 
     else:
         query = {"workflowType": "machine_learning", "searchFilter": children_filter(parent_id),
                  "orderByKey": "metrics.`AP`", "orderByAsc": "false"}
-    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?{urlencode(query, quote_via=quote)}"
+    return f"{run_page(server, experiment_id)}?{urlencode(query, quote_via=quote)}"
 
 
 def view_key(parent_id: str) -> str:
@@ -272,8 +290,3 @@ def latest_per_cell(runs: Iterable[RunLike]) -> dict[str, Any]:
             chosen[key] = run
     return chosen
 
-
-# -- child artifacts that sweeps/loss_cdf.py reads back, and the folder it logs Figure 4 to
-CONFIG_ARTIFACT = "config.yaml"  # the trial's resolved config
-MODEL_ARTIFACT = "checkpoint/model.pt"  # the trained model's state dict
-REPORTS_DIR = "reports"

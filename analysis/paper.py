@@ -53,11 +53,6 @@ def load_paper() -> dict[str, PaperTable]:
     return {name: _table(name, spec) for name, spec in raw.items()}
 
 
-def paper_table(name: str) -> PaperTable:
-    """One table of the paper by its name in the reference file."""
-    return load_paper()[name]
-
-
 def _table(name: str, spec: dict[str, Sequence]) -> PaperTable:
     columns = tuple(spec["columns"])
     rows = tuple(dict(zip(columns, row)) for row in spec["rows"])

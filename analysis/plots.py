@@ -32,18 +32,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
-from analysis.layout import COCO_METRICS, SPEED_METRIC
-from analysis.paper import PaperTable, load_paper
-from analysis.rows import KeyedRow, keyed_rows, our_groups, select, sortable
+from analysis.layout import COCO_METRICS, FINISHED, SPEED_METRIC, shown
+from analysis.records import split_overrides
+from analysis.rows import KeyedRow, lines, select, sortable
+from analysis.sweep import SweepRecord
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-    from analysis.declaration import TableDeclaration
-    from analysis.runs import SweepRecord, TrialRecord
 
 OURS_STYLE = {"marker": "o", "linewidth": 2}
 PAPER_STYLE = {"marker": "s", "linestyle": "--", "linewidth": 1.5, "alpha": 0.8}
@@ -77,28 +75,6 @@ class Plot:
 
 
 @dataclass(frozen=True)
-class PlotInput:
-    """What a plot kind draws from: the declaration, its rows, the paper's tables."""
-
-    declaration: "TableDeclaration"
-    rows: Sequence[KeyedRow]
-    papers: Mapping[str, PaperTable]
-    out_dir: Path
-    profile: str = ""
-    trials: Sequence["TrialRecord"] = ()  # every trial of the sweep (kinds that draw trials, not rows)
-
-    @property
-    def paper(self) -> Optional[PaperTable]:
-        return self.papers[self.declaration.paper] if self.declaration.paper else None
-
-    def option(self, name: str, default: Any = None) -> Any:
-        return self.declaration.plot.get(name, default)
-
-    def header(self, column: str) -> str:
-        return self.declaration.header(column)
-
-
-@dataclass(frozen=True)
 class Baseline:
     """The cell ours and the paper's are each drawn relative to (Δ = value - its value here)."""
 
@@ -118,7 +94,7 @@ class Baseline:
 class PlotKind:
     """A registered plot: its drawing function and the options a declaration may give."""
 
-    draw: Callable[[PlotInput], Plot]
+    draw: Callable[[SweepRecord, Path], Plot]  # (the sweep, the folder) -> the written plot
     required: tuple[str, ...]
     optional: tuple[str, ...]
     columns: tuple[str, ...] = ()  # options that name a row column
@@ -127,37 +103,31 @@ class PlotKind:
     needs_paper: bool = False
 
 
-def make_plots(sweep: "SweepRecord", out_dir: Path, paper: Optional[Mapping[str, PaperTable]] = None) -> list[Plot]:
+def make_plots(sweep: SweepRecord, out_dir: Path) -> list[Plot]:
     """The plot the sweep declares (none without `plot:`)."""
-    declaration = sweep.table
-    if declaration.plot is None:
-        return []
-    papers = paper or load_paper()
-    paper_table = papers[declaration.paper] if declaration.paper else None
-    rows = keyed_rows(declaration, our_groups(declaration, sweep.trials), paper_table)
-    kind = PLOT_KINDS[declaration.plot.kind]
-    return [kind.draw(PlotInput(declaration, rows, papers, out_dir, sweep.profile, tuple(sweep.trials)))]
+    plot = sweep.table.plot
+    return [] if plot is None else [PLOT_KINDS[plot.kind].draw(sweep, out_dir)]
 
 
 # -- the kinds ------------------------------------------------------------------------
-def plot_curve(data: PlotInput) -> Plot:
+def plot_curve(sweep: SweepRecord, out_dir: Path) -> Plot:
     """The rank metric vs row column x, ours (error bars: std over seeds) and the paper's,
     each relative to its own value in the baseline cell when there is one."""
-    declaration, x = data.declaration, data.option("x")
+    declaration, x = sweep.table, _option(sweep, "x")
     metric, best_of = declaration.rank_metric, declaration.best_of
     others = [c for c in declaration.key_columns if c != x]
-    default = "ours" + (f" (best {data.header(best_of)} per {data.header(x)})" if best_of else "")
-    point_label = (lambda value: f"{data.header(best_of)}={value:g}") if best_of else None
-    baseline = find_baseline(data)
+    default = "ours" + (f" (best {sweep.table.header(best_of)} per {sweep.table.header(x)})" if best_of else "")
+    point_label = (lambda value: f"{sweep.table.header(best_of)}={value:g}") if best_of else None
+    baseline = find_baseline(sweep)
     series = []
-    for level, members in _lines(_finished(data.rows, metric), declaration.key_columns, others).items():
-        series.append(_series(data.option("label", default) + _level(others, level), members, metric,
+    for level, members in lines(_finished(sweep.rows, metric), declaration.key_columns, others).items():
+        series.append(_series(_option(sweep, "label", default) + _level(others, level), members, metric,
                               x=lambda r: r.values(declaration.key_columns)[x],
                               point_label=(lambda r: point_label(r.choice(declaration))) if point_label else None))
-    paper = data.paper
+    paper = sweep.paper
     if paper is not None:
         column = declaration.paper_metrics[0]
-        for level, members in _lines(paper.rows, declaration.key_columns, others).items():
+        for level, members in lines(paper.rows, declaration.key_columns, others).items():
             members = sorted((r for r in members if r.get(column) is not None), key=lambda r: sortable((r[x],)))
             series.append(Series(f"paper ({declaration.short_title})" + _level(others, level),
                                  [r[x] for r in members], [r[column] for r in members], reference=True,
@@ -169,23 +139,24 @@ def plot_curve(data: PlotInput) -> Plot:
     _draw(ax, series)
     for s in series:  # a label where it changes along the line: repeats overlapped at close x (γ 0, .1, .2)
         _annotate(ax, s, color="gray" if s.reference else "black", labels=changes_only(s.point_labels))
-    ax.set(xlabel=data.option("xlabel", data.header(x)), ylabel=_axis_label(metric, baseline))
-    _title(ax, data.option("title", f"{metric} vs {data.header(x)} ({declaration.short_title})"), metric, baseline)
+    ax.set(xlabel=_option(sweep, "xlabel", sweep.table.header(x)), ylabel=_axis_label(metric, baseline))
+    title = f"{metric} vs {sweep.table.header(x)} ({declaration.short_title})"
+    _title(ax, _option(sweep, "title", title), metric, baseline)
     _finish_axes(ax)
-    return _write(fig, data.out_dir / data.option("name", f"{metric.lower()}_vs_{x}"), series)
+    return _write(fig, out_dir / _option(sweep, "name", f"{metric.lower()}_vs_{x}"), series)
 
 
-def plot_bars(data: PlotInput) -> Plot:
+def plot_bars(sweep: SweepRecord, out_dir: Path) -> Plot:
     """Grouped bars: the rank metric per x, one bar per (ours | paper, group value),
     each relative to its own value in the baseline cell when there is one."""
-    declaration = data.declaration
-    x, group, metric = data.option("x"), data.option("group"), declaration.rank_metric
-    noun = data.option("noun", data.header(group))
+    declaration = sweep.table
+    x, group, metric = _option(sweep, "x"), _option(sweep, "group"), declaration.rank_metric
+    noun = _option(sweep, "noun", sweep.table.header(group))
     columns = declaration.key_columns
-    ours = _finished(data.rows, metric)
-    paper = data.paper
-    baseline = find_baseline(data)
-    values = {r.values(columns)[group] for r in data.rows if r.group is not None} - {None}
+    ours = _finished(sweep.rows, metric)
+    paper = sweep.paper
+    baseline = find_baseline(sweep)
+    values = {r.values(columns)[group] for r in sweep.rows if r.group is not None} - {None}
     values |= {r[group] for r in paper.rows} if paper else set()
     series, colors = [], []
     for i, value in enumerate(sorted(values, key=lambda v: sortable((v,)))):  # one colour per group value
@@ -201,16 +172,16 @@ def plot_bars(data: PlotInput) -> Plot:
     series = [_relative(s, baseline) for s in series]
     fig, ax = _figure()
     _bars(ax, series, colors, signed=baseline is not None)
-    ax.set(xlabel=data.option("xlabel", data.header(x)), ylabel=_axis_label(metric, baseline))
-    _title(ax, data.option("title", f"{metric} by {data.header(x)} and {noun} ({declaration.short_title})"),
+    ax.set(xlabel=_option(sweep, "xlabel", sweep.table.header(x)), ylabel=_axis_label(metric, baseline))
+    _title(ax, _option(sweep, "title", f"{metric} by {sweep.table.header(x)} and {noun} ({declaration.short_title})"),
            metric, baseline)
     ax.set_ylim(*_bar_limits(series))
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", ncol=2)
-    return _write(fig, data.out_dir / data.option("name", f"{metric.lower()}_bars"), series)
+    return _write(fig, out_dir / _option(sweep, "name", f"{metric.lower()}_bars"), series)
 
 
-def plot_figure2(data: PlotInput) -> Plot:
+def plot_figure2(sweep: SweepRecord, out_dir: Path) -> Plot:
     """Figure 2: AP vs ms/image, one line per `line` value across `point`s; paper in its own panel.
 
     Two panels because the times are not comparable: ours were measured on
@@ -222,41 +193,39 @@ def plot_figure2(data: PlotInput) -> Plot:
     fig = Figure(figsize=(12, 5), layout="constrained")
     FigureCanvasAgg(fig)
     ours_ax, paper_ax = fig.subplots(1, 2)
-    ours = _speed_series(data)
-    theirs = _paper_speed_series(data)
+    ours = _speed_series(sweep)
+    theirs = _paper_speed_series(sweep)
     _draw(ours_ax, ours)
     _draw(paper_ax, theirs[:-1])
     _draw_markers(paper_ax, theirs[-1])
     for ax, series in [(ours_ax, s) for s in ours] + [(paper_ax, s) for s in theirs[:-1]]:
         _annotate(ax, series)
-    where = f"profile {data.profile}, " if data.profile else ""
+    where = f"profile {sweep.profile}, " if sweep.profile else ""
     ours_ax.set(xlabel=f"inference time (ms/image, {where}the machine that ran the sweep)",
-                ylabel="COCO AP (%)", title=f"ours (labels: {data.header(data.option('point'))})")
+                ylabel="COCO AP (%)", title=f"ours (labels: {sweep.table.header(_option(sweep, 'point'))})")
     paper_ax.set(xlabel="inference time (ms/image, Nvidia M40 GPU)", ylabel="COCO AP (%)",
-                 title=f"paper: {data.declaration.short_title} RetinaNet and Figure 2 detectors")
-    fig.suptitle(data.option("title", "Figure 2: speed vs accuracy (times of the two panels are not comparable)"))
+                 title=f"paper: {sweep.table.short_title} RetinaNet and Figure 2 detectors")
+    fig.suptitle(_option(sweep, "title", "Figure 2: speed vs accuracy (times of the two panels are not comparable)"))
     for ax in (ours_ax, paper_ax):
         _finish_axes(ax)
-    return _write(fig, data.out_dir / data.option("name", "figure2"), ours + theirs)
+    return _write(fig, out_dir / _option(sweep, "name", "figure2"), ours + theirs)
 
 
-def plot_parallel(data: PlotInput) -> Plot:
+def plot_parallel(sweep: SweepRecord, out_dir: Path) -> Plot:
     """Parallel coordinates: one line per finished trial across the overrides that vary
     (each axis scaled to its range; lists and strings as categories), ending on the
     metric; the line's colour is the metric too, so the good regions stand out."""
-    from analysis.tables import varying_overrides  # imported here: tables.py builds on these rows
-
-    metric = data.option("metric", data.declaration.rank_metric)
-    trials = [t for t in data.trials if t.status == "FINISHED" and t.metrics.get(metric) is not None]
-    keys = varying_overrides(trials)
-    axes = [_parallel_axis(data.header(k), [t.value(k) for t in trials]) for k in keys]
-    axes.append(_parallel_axis(_ylabel(metric), [_shown(t.metrics[metric], metric) for t in trials]))
+    metric = _option(sweep, "metric", sweep.table.rank_metric)
+    trials = [t for t in sweep.trials if t.status == FINISHED and shown(metric, t.metrics.get(metric)) is not None]
+    keys = split_overrides(trials)[1]
+    axes = [_parallel_axis(sweep.table.header(k), [t.value(k) for t in trials]) for k in keys]
+    axes.append(_parallel_axis(_ylabel(metric), [shown(metric, t.metrics[metric]) for t in trials]))
     fig, ax = _figure()
     fig.set_size_inches(max(7.0, 1.8 * len(axes)), 4.5)
-    series = _draw_parallel(ax, axes, [_shown(t.metrics[metric], metric) for t in trials],
+    series = _draw_parallel(ax, axes, [shown(metric, t.metrics[metric]) for t in trials],
                             [t.run_id[:8] for t in trials], metric, fig)
-    ax.set_title(data.option("title", f"{len(trials)} trials: the values that vary, and {metric}"))
-    return _write(fig, data.out_dir / data.option("name", "parallel_coordinates"), series)
+    ax.set_title(_option(sweep, "title", f"{len(trials)} trials: the values that vary, and {metric}"))
+    return _write(fig, out_dir / _option(sweep, "name", "parallel_coordinates"), series)
 
 
 PLOT_KINDS: dict[str, PlotKind] = {
@@ -271,29 +240,34 @@ PLOT_KINDS: dict[str, PlotKind] = {
 }
 
 
+def _option(sweep: SweepRecord, name: str, default: Any = None) -> Any:
+    """An option the sweep's `plot:` declares (analysis/parse.py checked its name)."""
+    return sweep.table.plot.get(name, default)
+
+
 # -- the baseline cell -----------------------------------------------------------------
-def find_baseline(data: PlotInput) -> Optional[Baseline]:
+def find_baseline(sweep: SweepRecord) -> Optional[Baseline]:
     """The cell both curves are drawn relative to: the declared `baseline` if both have it
     finished, else the one the paper found best among those both have (the first such in
     the table's order on a tie); None without the paper's numbers or a cell both have."""
-    declaration, paper = data.declaration, data.paper
+    declaration, paper = sweep.table, sweep.paper
     if paper is None or not declaration.paper_metrics:
         return None
     metric, column = declaration.rank_metric, declaration.paper_metrics[0]
-    both = [r for r in _finished(data.rows, metric) if r.paper is not None and r.paper.get(column) is not None]
-    if data.option("baseline") is not None:
-        both = select(both, declaration.key_columns, data.option("baseline"))
+    both = [r for r in _finished(sweep.rows, metric) if r.paper is not None and r.paper.get(column) is not None]
+    if _option(sweep, "baseline") is not None:
+        both = select(both, declaration.key_columns, _option(sweep, "baseline"))
     if not both:
         return None
     row = max(both, key=lambda r: r.paper[column])  # max keeps the first of equals
-    return Baseline(cell_label(data, row), row.group.mean(metric), row.paper[column])
+    return Baseline(row_label(sweep, row), row.group.mean(metric), row.paper[column])
 
 
-def cell_label(data: PlotInput, row: KeyedRow) -> str:
+def row_label(sweep: SweepRecord, row: KeyedRow) -> str:
     """A row's key as its headers show it: "γ=2", "#sc=2, #ar=3" (numbers in their shortest form)."""
-    values = row.values(data.declaration.key_columns)
-    return ", ".join(f"{data.header(c)}={v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool)
-                     else f"{data.header(c)}={v}" for c, v in values.items())
+    values = row.values(sweep.table.key_columns)
+    return ", ".join(f"{sweep.table.header(c)}={v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool)
+                     else f"{sweep.table.header(c)}={v}" for c, v in values.items())
 
 
 def _relative(series: Series, baseline: Optional[Baseline]) -> Series:
@@ -315,33 +289,33 @@ def _title(ax: "Axes", title: str, metric: str, baseline: Optional[Baseline]) ->
 
 
 # -- series ---------------------------------------------------------------------------
-def _speed_series(data: PlotInput) -> list[Series]:
+def _speed_series(sweep: SweepRecord) -> list[Series]:
     """One series per `line` value: (ms/image, AP) across `point`s, ordered by point."""
-    columns = data.declaration.key_columns
-    line, point, time = data.option("line"), data.option("point"), data.option("time", SPEED_METRIC)
-    done = [r for r in _finished(data.rows, "AP") if r.group.mean(time) is not None]
+    columns = sweep.table.key_columns
+    line, point, time = _option(sweep, "line"), _option(sweep, "point"), _option(sweep, "time", SPEED_METRIC)
+    done = [r for r in _finished(sweep.rows, "AP") if r.group.mean(time) is not None]
     series = []
     for value in sorted({r.values(columns)[line] for r in done}, key=lambda v: sortable((v,))):
         members = sorted((r for r in done if r.values(columns)[line] == value),
                          key=lambda r: sortable((r.values(columns)[point],)))
-        s = _series(data.option("label", "ours ResNet-{}").format(value), members, "AP",
+        s = _series(_option(sweep, "label", "ours ResNet-{}").format(value), members, "AP",
                     x=lambda r: r.group.mean(time), point_label=lambda r: f"{r.values(columns)[point]:g}", sort=False)
         s.panel = "ours"
         series.append(s)
     return series
 
 
-def _paper_speed_series(data: PlotInput) -> list[Series]:
+def _paper_speed_series(sweep: SweepRecord) -> list[Series]:
     """The paper's lines of the declared table, then the other detectors of `others` (last)."""
-    line, point, time = data.option("line"), data.option("point"), data.option("paper_time", "time_ms")
-    table = data.paper
-    label = data.option("paper_label", "RetinaNet-{} (paper " + data.declaration.short_title + ")")
+    line, point, time = _option(sweep, "line"), _option(sweep, "point"), _option(sweep, "paper_time", "time_ms")
+    table = sweep.paper
+    label = _option(sweep, "paper_label", "RetinaNet-{} (paper " + sweep.table.short_title + ")")
     series = []
     for value in sorted({r[line] for r in table.rows}, key=lambda v: sortable((v,))):
         rows = [r for r in table.rows if r[line] == value]
         series.append(Series(label.format(value), [r[time] for r in rows], [r["AP"] for r in rows],
                              panel="paper", point_labels=[f"{r[point]}" for r in rows], reference=True))
-    others = [r for r in data.papers[data.option("others")].rows if not str(r["label"]).startswith("RetinaNet")]
+    others = [r for r in sweep.papers[_option(sweep, "others")].rows if not str(r["label"]).startswith("RetinaNet")]
     series.append(Series("other detectors (paper Figure 2)", [r["time_ms"] for r in others],
                          [r["AP"] for r in others], panel="paper", point_labels=[r["label"] for r in others],
                          reference=True))
@@ -351,15 +325,6 @@ def _paper_speed_series(data: PlotInput) -> list[Series]:
 def _finished(rows: Sequence[KeyedRow], metric: str) -> list[KeyedRow]:
     """Our rows with a mean of `metric` over finished seeds."""
     return [r for r in rows if r.group is not None and r.group.mean(metric) is not None]
-
-
-def _lines(rows: Sequence[Any], columns: Sequence[str], others: Sequence[str]) -> dict[tuple, list[Any]]:
-    """Rows (ours or the paper's dicts) by their values of the `others` columns."""
-    lines: dict[tuple, list[Any]] = {}
-    for row in rows:
-        values = row.values(columns) if isinstance(row, KeyedRow) else row
-        lines.setdefault(tuple(values.get(c) for c in others), []).append(row)
-    return dict(sorted(lines.items(), key=lambda item: sortable(item[0])))
 
 
 def _level(others: Sequence[str], level: tuple) -> str:
@@ -401,11 +366,6 @@ def _parallel_axis(label: str, values: Sequence[Any]) -> _Axis:
     names = sorted({str(v) for v in values})
     place = {name: i / max(len(names) - 1, 1) for i, name in enumerate(names)}
     return _Axis(label, [place[str(v)] for v in values], [(p, n) for n, p in place.items()])
-
-
-def _shown(value: float, metric: str) -> float:
-    """COCO metrics in percent, as the tables show them."""
-    return 100 * value if metric in COCO_METRICS else value
 
 
 def _draw_parallel(ax: "Axes", axes: Sequence[_Axis], scores: Sequence[float], names: Sequence[str],

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 from analysis import layout
 
 if TYPE_CHECKING:
-    from analysis.runs import SweepRecord
+    from analysis.sweep import SweepRecord
 
 UNKNOWN = "unknown"
 REBUILT = (" (rebuilt from the sweep's name and profile: the run predates the record of its command line, "

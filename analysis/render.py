@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
-from analysis.table import MISSING, Cell, Column, Row, Table
+from analysis.tables import MISSING, Column, Entry, Row, Table
 
 LATEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "α": r"$\alpha$", "β": r"$\beta$",
                  "γ": r"$\gamma$", "≥": r"$\geq$", "≤": r"$\leq$", "≈": r"$\approx$",
@@ -46,7 +46,7 @@ def write_table(table: Table, out_dir: Path, after: Mapping[str, str] | None = N
 
 def to_markdown(table: Table) -> str:
     """A GitHub-flavoured Markdown table under a `###` title; the best row in bold."""
-    columns, rows = _displayed(table)
+    columns, rows = displayed(table)
     lines = [f"### {table.title}", "", md_line(c.header for c in columns)]
     lines.append(md_line(":---" if c.source == "key" else "---:" for c in columns))
     for cells in rows:
@@ -74,7 +74,7 @@ def to_csv(table: Table) -> str:
 
 def to_latex(table: Table) -> str:
     """A booktabs `tabular` (needs \\usepackage{booktabs}); ours/paper column groups."""
-    columns, rows = _displayed(table)
+    columns, rows = displayed(table)
     spec = "".join("l" if c.source == "key" else "r" for c in columns)
     lines = [f"% {latex_escape(table.title)}", f"\\begin{{tabular}}{{{spec}}}", r"\toprule"]
     lines += _latex_groups(columns)
@@ -92,7 +92,7 @@ def to_latex(table: Table) -> str:
 def print_table(table: Table, console: Console | None = None) -> None:
     """Show the table in the terminal (rich), best row in bold, notes below."""
     console = console or default_console()
-    columns, rows = _displayed(table)
+    columns, rows = displayed(table)
     rich_table = RichTable()
     for column in columns:
         rich_table.add_column(column.header, justify="left" if column.source == "key" else "right",
@@ -117,7 +117,7 @@ def latex_escape(text: str) -> str:
     return "".join(LATEX_SYMBOLS.get(ch, ch) for ch in escaped)
 
 
-def _displayed(table: Table) -> tuple[list[Column], list[list[Cell]]]:
+def displayed(table: Table) -> tuple[list[Column], list[list[Entry]]]:
     """Columns and cells as shown: an `n` column after the keys when seeds vary."""
     if not table.show_n:
         return list(table.columns), [row.cells for row in table.rows]
@@ -126,8 +126,8 @@ def _displayed(table: Table) -> tuple[list[Column], list[list[Cell]]]:
     return columns, [row.cells[:at] + [_n_cell(row)] + row.cells[at:] for row in table.rows]
 
 
-def _n_cell(row: Row) -> Cell:
-    return Cell(str(row.n) if row.status != "missing" else MISSING)
+def _n_cell(row: Row) -> Entry:
+    return Entry(str(row.n) if row.status != "missing" else MISSING)
 
 
 def _latex_groups(columns: list[Column]) -> list[str]:
@@ -151,7 +151,7 @@ def md_line(cells: Iterable[object]) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
 
-def _csv_value(cell: Cell) -> str:
+def _csv_value(cell: Entry) -> str:
     if cell.value is not None:
         return cell.number()
     return "" if cell.text == MISSING else cell.text

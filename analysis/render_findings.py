@@ -22,11 +22,12 @@ from rich.console import Console, Group
 from rich.padding import Padding
 from rich.text import Text
 
-from analysis.findings import NOT_REPRODUCED, REPRODUCED
-from analysis.paper_findings import FindingResult
+from analysis.findings import FindingResult
 from analysis.render import default_console, latex_escape, md_line
+from analysis.rules import NOT_REPRODUCED, REPRODUCED
 
 TITLE = "Findings of the paper, tested on our seeds"
+COLUMNS = ("finding", "ours", "size", "paper", "paper size", "seeds", "level", "verdict", "decidable if", "compared")
 CSV_COLUMNS = ("finding", "statement", "verdict", "ours", "estimate", "low", "high", "confidence",
                "relative", "n", "seeds", "failed", "paper", "paper_value", "paper_relative", "unit",
                "level", "p_value", "detectable", "seeds_needed", "decidable", "variance", "family", "compared")
@@ -41,16 +42,22 @@ def findings_blocks(results: Sequence[FindingResult]) -> dict[str, str]:
     return {".md": findings_markdown(results), ".csv": findings_csv(results), ".tex": findings_latex(results)}
 
 
+def finding_row(result: FindingResult) -> tuple[str, ...]:
+    """A finding as every format shows it, one text per `COLUMNS`: the numbers with their unit
+    ("+2.5 [+0.4, +4.6] AP", never "— AP"), each size relative to its AP scale."""
+    r = result
+    return (r.statement, ours_text(r), relative_text(r.relative, r.signed), paper_text(r),
+            relative_text(r.paper_relative, r.signed), r.seeds, level_text(r), r.verdict, decidable_text(r), r.compared)
+
+
 def findings_markdown(results: Sequence[FindingResult]) -> str:
-    lines = [f"### {TITLE}", "",
-             md_line(("finding", "ours", "size", "paper", "paper size", "seeds", "level", "verdict",
-                      "decidable if", "compared")),
+    lines = [f"### {TITLE}", "", md_line(COLUMNS),
              md_line((":---", "---:", "---:", "---:", "---:", "---:", "---:", ":---", ":---", ":---"))]
     for r in results:
-        verdict = f"**{r.verdict}**" if r.verdict == REPRODUCED else r.verdict
-        lines.append(md_line((r.statement, ours_text(r), relative_text(r.relative, r.signed), paper_text(r),
-                              relative_text(r.paper_relative, r.signed), r.seeds, level_text(r), verdict,
-                              decidable_text(r), r.compared)))
+        cells = list(finding_row(r))
+        if r.verdict == REPRODUCED:
+            cells[COLUMNS.index("verdict")] = f"**{r.verdict}**"
+        lines.append(md_line(cells))
     lines += ["", f"*{design_line(results)}*"]
     return "\n".join(lines) + "\n"
 
@@ -74,8 +81,7 @@ def findings_latex(results: Sequence[FindingResult]) -> str:
     lines = [f"% {latex_escape(TITLE)}", r"\begin{tabular}{lrrrrrrl}", r"\toprule",
              r"finding & ours & size & paper & size & seeds & level & verdict \\", r"\midrule"]
     for r in results:
-        cells = [r.statement, ours_text(r), relative_text(r.relative, r.signed), paper_text(r),
-                 relative_text(r.paper_relative, r.signed), r.seeds, level_text(r), r.verdict]
+        cells = finding_row(r)[:COLUMNS.index("verdict") + 1]
         lines.append(" & ".join(latex_escape(c) for c in cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", f"% {latex_escape(design_line(results))}"]
     lines += [f"% {latex_escape(r.id)}: {latex_escape(r.compared)}; {latex_escape(decidable_text(r))}"
@@ -92,8 +98,8 @@ def print_findings(results: Sequence[FindingResult], console: Optional[Console] 
     console.print(Text(TITLE, style="bold"))
     for r in results:
         head = Text.assemble((f"{r.verdict:<15}", STYLES.get(r.verdict, "yellow")), " ", r.statement)
-        details = [f"ours {ours_text(r)}{_in_brackets(r)}, paper {paper_text(r)}"
-                   f"{_in_brackets(r, paper=True)}; seeds {r.seeds}",
+        details = [f"ours {ours_text(r)}{_size(r)}, paper {paper_text(r)}"
+                   f"{_size(r, paper=True)}; seeds {r.seeds}",
                    f"at {level_text(r)}" + (f"; {decidable_text(r)}" if r.decidable else ""),
                    r.compared]
         console.print(Group(head, *(Padding(Text(d, style="dim"), (0, 0, 0, 4), expand=False) for d in details)))
@@ -103,11 +109,11 @@ def print_findings(results: Sequence[FindingResult], console: Optional[Console] 
 def summary_lines(results: Sequence[FindingResult]) -> list[str]:
     """One line per finding, e.g.
     `reproduced: FL beats the best OHEM (ours +2.1 [+0.4, +3.8] AP, +22%; paper +3.2 AP, +10%; seeds 3 of 3)`."""
-    return [f"{r.verdict}: {r.statement} (ours {ours_text(r)}{_after_comma(r)}; "
-            f"paper {paper_text(r)}{_after_comma(r, paper=True)}; seeds {r.seeds})" for r in results]
+    return [f"{r.verdict}: {r.statement} (ours {ours_text(r)}{_size(r, form=', {}')}; "
+            f"paper {paper_text(r)}{_size(r, paper=True, form=', {}')}; seeds {r.seeds})" for r in results]
 
 
-# -- the texts, shared by every format (and analysis/html.py) ---------------------------------
+# -- the texts, shared by every format ---------------------------------
 def design_line(results: Sequence[FindingResult]) -> str:
     """The family-wise rule and how the standard errors were made (once per way: per metric), e.g.
     "Holm over 3 findings, 5% family-wise; standard errors: Welch"."""
@@ -155,14 +161,10 @@ def _percent(value: float) -> str:
     return f"{text}%"
 
 
-def _in_brackets(result: FindingResult, paper: bool = False) -> str:
+def _size(result: FindingResult, paper: bool = False, form: str = " ({})") -> str:
+    """Ours (or the paper's) size relative to its AP scale, in `form`; "" when unknown."""
     value = result.paper_relative if paper else result.relative
-    return "" if value is None else f" ({relative_text(value, result.signed)})"
-
-
-def _after_comma(result: FindingResult, paper: bool = False) -> str:
-    value = result.paper_relative if paper else result.relative
-    return "" if value is None else f", {relative_text(value, result.signed)}"
+    return "" if value is None else form.format(relative_text(value, result.signed))
 
 
 def _number(value: Optional[float], digits: int = 3) -> str:

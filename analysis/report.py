@@ -12,41 +12,25 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from rich.console import Console
-
 from mlflow.tracking import MlflowClient
+from rich.console import Console
 
 from analysis import layout
 from analysis.errors import AnalysisError
-from analysis.html import FILE_NAME, HtmlInputs, write_html
-from analysis.layout import EXPERIMENT
-from analysis.paper_findings import FindingResult, sweep_findings
-from analysis.plots import Plot, make_plots
+from analysis.findings import sweep_findings
+from analysis.html import HtmlInputs, Report, write_html
+from analysis.layout import EXPERIMENT, REPORT_DIR, REPORT_PAGE
+from analysis.plots import make_plots
 from analysis.provenance import Reproduction
+from analysis.records import split_overrides, status_summary
 from analysis.render import default_console, print_table, to_markdown, write_table
 from analysis.render_findings import findings_blocks, findings_markdown, print_findings
-from analysis.runs import SweepRecord, load_sweep, open_client, store_errors
-from analysis.table import Table
-from analysis.tables import build_tables, varying_overrides
-
-ARTIFACT_DIR = "reports"  # where the files go inside the parent run's artifacts
-
-
-@dataclass
-class Report:
-    """What a report holds: the sweep, its tables, the paper's findings tested, plots, files."""
-
-    sweep: SweepRecord
-    out_dir: Path
-    tables: list[Table] = field(default_factory=list)
-    findings: list[FindingResult] = field(default_factory=list)
-    plots: list[Plot] = field(default_factory=list)
-    paths: list[Path] = field(default_factory=list)
-
+from analysis.runs import load_sweep, open_client, store_errors
+from analysis.sweep import SweepRecord
+from analysis.tables import build_tables
 
 def build_report(sweep_or_run_id: str, **options: Any) -> Path:
     """`create_report(sweep_or_run_id, **options)`, returning the report's folder,
@@ -80,55 +64,6 @@ def create_report(
     client = open_client(tracking_uri)
     sweep = load_sweep(client, sweep_or_run_id, experiment, profile)
     out_dir = Path(reports_dir) / (sweep.name or sweep.run_id)  # the one place the sweep's name is appended
-    report = write_report(sweep, out_dir, console)
-    inputs = html_inputs(client, sweep)
-    if log_artifacts:  # before the page, which links to the view
-        inputs = replace(inputs, saved_view=save_runs_view(client, sweep, inputs.experiment_id))
-    report.paths.append(write_html(report, inputs))
-    if log_artifacts:
-        with store_errors(client.tracking_uri, "log reports to"):
-            for path in report.paths:
-                client.log_artifact(sweep.run_id, str(path), artifact_path=ARTIFACT_DIR)
-            more = f"The whole report: artifact {ARTIFACT_DIR}/{FILE_NAME} of this run."
-            client.set_tag(sweep.run_id, layout.NOTE, layout.note_text(note_markdown(report), more))
-    return report
-
-
-def html_inputs(client: MlflowClient, sweep: SweepRecord) -> HtmlInputs:
-    """The per-category AP of the sweep's trials (their `AP/<category>` metrics) and where the runs are."""
-    with store_errors(client.tracking_uri):
-        experiment_id = client.get_run(sweep.run_id).info.experiment_id
-        runs = {run.info.run_id: run for run in layout.children(client, experiment_id, sweep.run_id)}
-    per_class = {t.run_id: layout.per_class_of(runs[t.run_id].data.metrics) for t in sweep.trials if t.run_id in runs}
-    return HtmlInputs(per_class=per_class, tracking_uri=client.tracking_uri, experiment_id=experiment_id)
-
-
-def save_runs_view(client: MlflowClient, sweep: SweepRecord, experiment_id: str) -> bool:
-    """The sweep's saved view in the MLflow UI (its "Views" list, and the link the sweep prints):
-    its trials, best AP first, with AP, AP50, AP75, ms/image and the swept parameters as columns.
-    Returns True once written (the experiment tag `layout.runs_view` describes)."""
-    name = f"{sweep.name or 'sweep'} ({sweep.profile or '?'}, parent {sweep.run_id[:8]}): trials by AP"
-    key, value = layout.runs_view(name, sweep.run_id, varying_overrides(sweep.trials), int(time.time() * 1000))
-    with store_errors(client.tracking_uri, "save the runs view in"):
-        client.set_experiment_tag(experiment_id, key, value)
-    return True
-
-
-def note_markdown(report: Report) -> str:
-    """The parent run's description in the MLflow UI: the counts, the tables and the findings."""
-    sweep = report.sweep
-    lines = [f"**Sweep {sweep.name}** (profile {sweep.profile or '?'}, {len(sweep.trials)} trials). "
-             f"Report: `{report.out_dir / FILE_NAME}` (also this run's artifact `{ARTIFACT_DIR}/{FILE_NAME}`).", ""]
-    if report.findings:
-        lines += [findings_markdown(report.findings)]
-    lines += [to_markdown(table) for table in report.tables]
-    lines += [Reproduction.of(sweep).markdown()]
-    return "\n".join(lines)
-
-
-def write_report(sweep: SweepRecord, out_dir: Path, console: Console | None = None) -> Report:
-    """Tables, findings and plots of `sweep` into out_dir, tables and findings printed, then
-    how to reproduce it (the command, the commit, the parent run), also under each Markdown table."""
     console = console or default_console()
     _header(sweep, console)
     report = Report(sweep, out_dir, tables=build_tables(sweep), findings=sweep_findings(sweep))
@@ -142,9 +77,40 @@ def write_report(sweep: SweepRecord, out_dir: Path, console: Console | None = No
     for line in reproduction.lines():
         console.print(line, highlight=False, soft_wrap=True)
     report.plots = make_plots(sweep, out_dir)
-    for plot in report.plots:
-        report.paths += plot.paths
+    report.paths += [path for plot in report.plots for path in plot.paths]
+    # the saved view before the page, which links to it
+    saved = log_artifacts and save_runs_view(client, sweep)
+    report.paths.append(write_html(report, HtmlInputs(client.tracking_uri, sweep.experiment_id, saved)))
+    if log_artifacts:
+        with store_errors(client.tracking_uri, "log reports to"):
+            for path in report.paths:
+                client.log_artifact(sweep.run_id, str(path), artifact_path=REPORT_DIR)
+            more = f"The whole report: artifact {REPORT_DIR}/{REPORT_PAGE} of this run."
+            client.set_tag(sweep.run_id, layout.NOTE, layout.note_text(note_markdown(report), more))
     return report
+
+
+def save_runs_view(client: MlflowClient, sweep: SweepRecord) -> bool:
+    """The sweep's saved view in the MLflow UI (its "Views" list, and the link the sweep prints):
+    its trials, best AP first, with AP, AP50, AP75, ms/image and the swept parameters as columns.
+    Returns True once written (the experiment tag `layout.runs_view` describes)."""
+    name = f"{sweep.name or 'sweep'} ({sweep.profile or '?'}, parent {sweep.run_id[:8]}): trials by AP"
+    key, value = layout.runs_view(name, sweep.run_id, split_overrides(sweep.trials)[1], int(time.time() * 1000))
+    with store_errors(client.tracking_uri, "save the runs view in"):
+        client.set_experiment_tag(sweep.experiment_id, key, value)
+    return True
+
+
+def note_markdown(report: Report) -> str:
+    """The parent run's description in the MLflow UI: the counts, the tables and the findings."""
+    sweep = report.sweep
+    lines = [f"**Sweep {sweep.name}** (profile {sweep.profile or '?'}, {len(sweep.trials)} trials). "
+             f"Report: `{report.out_dir / REPORT_PAGE}` (also this run's artifact `{REPORT_DIR}/{REPORT_PAGE}`).", ""]
+    if report.findings:
+        lines += [findings_markdown(report.findings)]
+    lines += [to_markdown(table) for table in report.tables]
+    lines += [Reproduction.of(sweep).markdown()]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -162,12 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _header(sweep: SweepRecord, console: Console) -> None:
-    counts: dict[str, int] = {}
-    for trial in sweep.trials:
-        counts[trial.status] = counts.get(trial.status, 0) + 1
-    summary = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
     console.print(f"[bold]sweep {sweep.name}[/bold] (profile {sweep.profile or '?'}, "
-                  f"parent run {sweep.run_id}): {len(sweep.trials)} trials: {summary or 'none yet'}",
+                  f"parent run {sweep.run_id}): {len(sweep.trials)} trials: "
+                  f"{status_summary(sweep.trials) or 'none yet'}",
                   highlight=False)
 
 

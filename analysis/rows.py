@@ -10,14 +10,11 @@ tolerance; tables, plots and findings all read these same rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from analysis.aggregate import Group, Key, best_group, group_trials, normalise
+from analysis.aggregate import Group, Key, best_group, normalise
 from analysis.declaration import OrderItem, TableDeclaration
 from analysis.paper import PaperTable, same_value
-
-if TYPE_CHECKING:
-    from analysis.runs import TrialRecord
 
 
 @dataclass(frozen=True)
@@ -38,11 +35,6 @@ class KeyedRow:
         if self.group is None or self.group.mean(declaration.rank_metric) is None:
             return None
         return self.group.key[declaration.columns.index(declaration.best_of)]
-
-
-def our_groups(declaration: TableDeclaration, trials: Iterable[TrialRecord]) -> dict[Key, Group]:
-    """Our trials grouped by every row column (their seeds together)."""
-    return group_trials(trials, lambda trial: declaration.row_values(trial.value))
 
 
 def keyed_rows(declaration: TableDeclaration, groups: Mapping[Key, Group],
@@ -132,3 +124,18 @@ def matches(values: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
 
 def _same_key(a: Sequence, b: Sequence) -> bool:
     return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+
+
+def lines(rows: Iterable[Any], columns: Sequence[str], others: Sequence[str]) -> dict[tuple, list[Any]]:
+    """Rows (our KeyedRows or the paper's row dicts alike) by their values of the `others` columns,
+    those values in sort order: the lines of a plot, or where a trend's steps are taken."""
+    found: dict[tuple, list[Any]] = {}
+    for row in rows:
+        values = row.values(columns) if isinstance(row, KeyedRow) else row
+        found.setdefault(tuple(values.get(c) for c in others), []).append(row)
+    return dict(sorted(found.items(), key=lambda item: sortable(item[0])))
+
+
+def value_text(value: Any) -> str:
+    """A row value as tables and findings name it: 2.0 -> "2", 0.25 -> "0.25", "OHEM" -> "OHEM"."""
+    return f"{value:g}" if isinstance(value, float) else str(value)

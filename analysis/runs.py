@@ -1,4 +1,4 @@
-"""Read a sweep from MLflow: the parent run, its table declaration, one plain record per child.
+"""Read a sweep from MLflow, once: the parent run, its table declaration, one plain record per child.
 
 The run layout (tag and metric names, the cell key, the queries) is
 analysis/layout.py's, shared with the writer (sweeps/tracking.py) and the
@@ -10,22 +10,22 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 from urllib.parse import urlparse
 
 import mlflow
-import yaml
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from analysis import layout
-from analysis.declaration import TableDeclaration, parse_table
+from analysis.declaration import TableDeclaration
 from analysis.errors import AnalysisError, DeclarationError
+from analysis.parse import parse_table
+from analysis.records import TrialRecord
+from analysis.sweep import SweepRecord
 
-DEFAULT_EXPERIMENT = layout.EXPERIMENT
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 # While analysis/ talks to MLflow: fail fast on an unreachable server (the
@@ -33,62 +33,6 @@ SWEEP_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 # into minutes of silence) and keep download progress bars off the terminal.
 CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
               "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """One child run (one trial of one cell and seed), as plain values.
-
-    `metrics` holds the final metrics that were logged: AP, AP50, AP75, APS,
-    APM, APL as fractions in [0, 1] (COCOeval's -1 for "no such objects" is
-    kept) and `ms_per_image` in milliseconds.
-    """
-
-    run_id: str
-    cell: str  # sweep.cell, e.g. "loss.alpha=0.25,loss.gamma=2.0,seed=0"
-    overrides: dict[str, Any]  # sweep.overrides, e.g. {"loss.alpha": 0.25}
-    seed: int | None
-    status: str  # FINISHED | FAILED | RUNNING | SCHEDULED | KILLED
-    error: str  # the `error` tag ("" when absent)
-    metrics: dict[str, float]
-    params: dict[str, str] = field(default_factory=dict)  # flattened config, as logged
-    start_time: int = 0  # ms since the epoch
-    early_stopped: bool = False  # a search trial ASHA stopped (FINISHED, fewer iterations)
-    quiet_timing: bool = False  # ms_per_image re-measured after the trials, one model at a time
-    speed_spread: float | None = None  # (slowest - fastest) / median of those timing passes
-
-    def value(self, dotted: str, default: Any = None) -> Any:
-        """A config value of the trial: its override, else its logged param."""
-        if dotted in self.overrides:
-            return self.overrides[dotted]
-        if dotted in self.params:
-            return parse_param(self.params[dotted])
-        return default
-
-
-@dataclass(frozen=True)
-class SweepRecord:
-    """A parent run, its table declaration and its trials (one record per cell key,
-    see `layout.latest_per_cell`)."""
-
-    run_id: str
-    name: str  # sweep.name, e.g. "gamma_alpha"
-    profile: str  # sweep.profile, e.g. "cpu"
-    kind: str  # sweep.kind: "grid" | "search"
-    status: str
-    trials: list[TrialRecord]
-    table: TableDeclaration = field(default_factory=TableDeclaration)  # sweep.table, parsed
-    tags: dict[str, str] = field(default_factory=dict)  # the parent's tags: the command, git state, versions
-
-
-def parse_param(text: str) -> Any:
-    """An MLflow param string back to a value: "0.25" -> 0.25, "None" -> None, "[1, 2]" -> [1, 2]."""
-    if text in ("None", "null", ""):
-        return None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:  # free text (a path with a colon, ...): keep it as logged
-        return text
 
 
 @contextlib.contextmanager
@@ -124,7 +68,7 @@ def open_client(tracking_uri: str | None = None) -> MlflowClient:
 def load_sweep(
     client: MlflowClient,
     sweep_or_run_id: str,
-    experiment: str = DEFAULT_EXPERIMENT,
+    experiment: str = layout.EXPERIMENT,
     profile: str | None = None,
 ) -> SweepRecord:
     """The latest parent run of a sweep name (of `profile`, if given), or the
@@ -145,6 +89,7 @@ def load_sweep(
         trials=[trial_record(run) for run in layout.latest_per_cell(runs).values()],
         table=declaration_of(parent),
         tags=dict(tags),
+        experiment_id=parent.info.experiment_id,
     )
 
 
@@ -212,6 +157,7 @@ def trial_record(run: Run) -> TrialRecord:
         early_stopped=tags.get(layout.EARLY_STOPPED) == "true",
         quiet_timing=tags.get(layout.TIMING) == layout.QUIET_TIMING,
         speed_spread=run.data.metrics.get(layout.SPEED_SPREAD),
+        per_class=layout.per_class_of(run.data.metrics),
     )
 
 

@@ -129,7 +129,7 @@ def figure4(run_id: str, *, tracking_uri: str | None = None, out: str | Path | N
     if log:
         with store_errors(client.tracking_uri, "log reports to"):
             for path in [*paths, result.json]:
-                client.log_artifact(run_id, str(path), artifact_path=layout.REPORTS_DIR)
+                client.log_artifact(run_id, str(path), artifact_path=layout.REPORT_DIR)
     return result
 
 
@@ -139,8 +139,8 @@ def fetch_trial(client: MlflowClient, run_id: str, dst: Path) -> tuple[dict, Pat
         run = get_run(client, run_id)
         if run.data.tags.get(layout.ROLE) != layout.ROLE_CHILD:  # parents hold no model
             raise AnalysisError(f"run {run_id} is not a trial (child) run of a sweep: pass a child run id")
-        config, model = [_download(client, run_id, name, dst) for name in (layout.CONFIG_ARTIFACT,
-                                                                            layout.MODEL_ARTIFACT)]
+        config, model = [_download(client, run_id, name, dst) for name in (layout.CONFIG_FILE,
+                                                                            layout.MODEL_FILE)]
     return yaml.safe_load(config.read_text()), model, dict(run.data.tags)
 
 

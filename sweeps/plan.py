@@ -413,7 +413,7 @@ def _check_search_corners(search: SearchSpec, base: Mapping[str, Any]) -> None:
 
 def _check_table(table: Mapping[str, Any]) -> None:
     """The table declaration is analysis/'s to read: a bad one fails here, before the trials."""
-    from analysis.declaration import DeclarationError, parse_table
+    from analysis.parse import DeclarationError, parse_table
 
     try:
         parse_table(table)

@@ -22,8 +22,9 @@ from tests.analysis_fixtures import (  # noqa: F401  (analysis_store is a fixtur
 from analysis.errors import AnalysisError
 from analysis.paper import load_paper, same_value
 from analysis import layout
-from analysis.runs import TrialRecord, load_sweep, open_client, parse_param
-from analysis.table import MISSING, Table
+from analysis.records import TrialRecord, parse_param
+from analysis.runs import load_sweep, open_client
+from analysis.tables import MISSING, Table
 from analysis.tables import build_tables, speed_note
 
 

@@ -17,7 +17,7 @@ from analysis.plots import make_plots
 from analysis.render import to_csv, to_latex, to_markdown
 from analysis.report import build_report, main
 from analysis.runs import load_sweep, open_client
-from analysis.table import Table
+from analysis.tables import Table
 from analysis.tables import build_tables
 from tests.analysis_fixtures import BEST_ALPHA, NAN_ERROR, SPEED, analysis_store  # noqa: F401
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from analysis.declaration import DeclarationError, parse_table
+from analysis.parse import DeclarationError, parse_table
 
 SWEEPS = sorted((Path(__file__).resolve().parents[1] / "conf" / "sweep").glob("*.yaml"))
 GAMMA = {"paper": "table1b_gamma_alpha", "rows": {"gamma": "loss.gamma", "alpha": "loss.alpha"}}

@@ -1,4 +1,4 @@
-"""analysis/findings.py and analysis/design.py: the verdict rules and the family-wise levels,
+"""analysis/rules.py and analysis/design.py: the verdict rules and the family-wise levels,
 each on a hand-computed case (the numbers in the docstrings)."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ import random
 
 import pytest
 
-from analysis import findings as rules
+from analysis import rules
 from analysis import stats
-from analysis.declaration import DeclarationError, parse_table
+from analysis.parse import DeclarationError, parse_table
 from analysis.design import VerdictDesign, holm, parse_verdicts
-from analysis.findings import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from analysis.rules import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 from analysis.stats import Estimate, NoEstimate
 
 NORMAL = 1e9  # df: Student's t is the normal here, so the hand values are z quantiles

@@ -7,6 +7,8 @@ numbers. Without a chromium binary they skip, saying so.
 
 from __future__ import annotations
 
+import html
+import io
 import json
 import re
 import shutil
@@ -17,9 +19,11 @@ from PIL import Image
 from rich.console import Console
 
 from analysis import layout
-from analysis.html import FILE_NAME, STYLE, HtmlInputs, per_class_html, render_page
+from analysis.html import STYLE, HtmlInputs, per_class_html, render_page
+from analysis.layout import REPORT_PAGE as FILE_NAME
 from analysis.report import create_report
-from analysis.runs import TrialRecord
+from analysis.records import TrialRecord
+from analysis.render_findings import COLUMNS, TITLE, finding_row, print_findings
 from tests.analysis_fixtures import FakeTrial, _search_trials, fake_metrics, log_fake_sweep
 
 CATEGORIES = ("red_square", "green_circle", "blue_triangle")
@@ -181,3 +185,47 @@ def test_the_browser_dom_holds_the_tables_numbers(report):
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", dom)
     assert "34.5" in cells and "31.1" in cells and "34.0" in cells  # ours (γ=2), the paper's γ=0 and γ=2 AP
     assert "Sweep gamma_alpha" in dom
+
+
+def test_the_page_shows_the_findings_as_every_other_format_does(report):
+    """One findings table: the page's cells are the texts Markdown and the terminal show, units right
+    (the AP numbers with their unit, never "— AP"; the trend named by its axis, as in the terminal)."""
+    page = (report.out_dir / FILE_NAME).read_text(encoding="utf-8")
+    table = page.split(f"<h2>{TITLE}</h2>", 1)[1].split("</table>", 1)[0]
+    rows = [[html.unescape(re.sub(r"<[^>]+>", "", cell)) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+            for row in table.split("<tr>")[2:]]
+    assert report.findings and rows == [list(finding_row(r)) for r in report.findings]
+    console = Console(file=io.StringIO(), width=400)
+    print_findings(report.findings, console)
+    terminal = console.file.getvalue()
+    for result, cells in zip(report.findings, rows):
+        ours, paper = cells[COLUMNS.index("ours")], cells[COLUMNS.index("paper")]
+        assert ours == "—" or ours.endswith(f" {result.unit}"), ours
+        assert paper == "—" or paper.endswith(f" {result.unit}"), paper
+        assert f"ours {ours}" in terminal and f"paper {paper}" in terminal
+        assert cells[COLUMNS.index("compared")] in terminal  # e.g. "the weakest of 1 steps along gamma: ..."
+    assert "— AP" not in page and "— ms" not in page
+    assert any(result.estimate is not None for result in report.findings)  # a number with its unit was shown
+
+
+def test_a_report_reads_the_runs_once_and_keys_the_rows_once(tmp_path, monkeypatch):
+    """Tables, findings, plots and the page read one SweepRecord: one query for the child runs
+    (their per-class AP included), one build of the keyed rows."""
+    import analysis.sweep
+
+    calls = {"children": 0, "rows": 0}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(layout, "children", counted("children", layout.children))
+    monkeypatch.setattr(analysis.sweep, "keyed_rows", counted("rows", analysis.sweep.keyed_rows))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = log_fake_sweep(uri, "gamma_alpha", _trials(), artifact_location=str(tmp_path / "artifacts"))
+    report = create_report(parent, tracking_uri=uri, reports_dir=tmp_path / "reports", console=Console(quiet=True))
+    assert report.tables and report.findings and report.plots
+    assert calls == {"children": 1, "rows": 1}
+    assert "44.5" in (report.out_dir / FILE_NAME).read_text(encoding="utf-8")  # per-class AP, from that one read

@@ -1,4 +1,4 @@
-"""analysis/paper_findings.py and render_findings.py: the paper's findings on logged runs.
+"""analysis/findings.py and render_findings.py: the paper's findings on logged runs.
 
 Each sweep below is logged to MLflow with hand-picked AP values per seed, so the
 expected estimate, interval, level and sizes follow from the docstrings' arithmetic.
@@ -22,8 +22,8 @@ from tests.analysis_fixtures import (  # noqa: F401  (analysis_store is a fixtur
 
 from analysis import layout, stats
 from analysis.errors import DeclarationError
-from analysis.findings import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
-from analysis.paper_findings import COMPARISONS, _finding, load_findings, sweep_findings
+from analysis.rules import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from analysis.findings import COMPARISONS, _finding, load_findings, sweep_findings
 from analysis.render_findings import findings_blocks, print_findings, summary_lines
 from analysis.runs import load_sweep, open_client
 
