@@ -87,7 +87,7 @@ def usage(command: str, config_dir: Optional[str] = None) -> str:
         "  key=value overrides any config value, e.g. loss.gamma=2 train.seed=1"
         + (" sweep.seeds=3 profile=smoke" if sweep else ""),
         "  --config-dir DIR adds a folder of configs (DIR/sweep/my.yaml is +sweep=my)",
-        "  every key and its default: detector/config.py and sweeps/schema.py; the method: docs/",
+        "  every key and its default: detector/sections.py and sweeps/schema.py; the method: docs/",
     ])
 
 
@@ -113,7 +113,7 @@ def compose_config(overrides: Sequence[str], config_dir: Optional[str] = None,
 
 def _sweep_keys_addable(overrides: Sequence[str]) -> list[str]:
     """`sweep.seeds=3` works whether or not the sweep file spells out `seeds`:
-    the sweep section's defaults live in sweeps/plan.py, not in every file, so
+    the sweep section's defaults live in sweeps/spec.py, not in every file, so
     its keys are set with Hydra's add-or-override (`++`); `parse_sweep` then
     rejects a key that does not exist."""
     return [f"++{item}" if item.startswith("sweep.") else item for item in overrides]

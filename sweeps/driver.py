@@ -32,10 +32,11 @@ from sweeps.cluster import ClusterInfo, ray_cluster
 from sweeps.continuation import parent_to_continue
 from sweeps.estimate import estimate_line
 from sweeps.failures import SweepAborted, aborted_message
+from sweeps.inputs import resolve_tracking_uri
 from sweeps.lease import SweepLease, clear_stale_journal_lock
 from sweeps.plan import Cell, SweepPlan
 from sweeps.progress import MlflowPoller, ProgressBoard, ProgressCallback
-from sweeps.tracking import SweepTracker, git_commit, resolve_tracking_uri
+from sweeps.tracking import SweepTracker, git_commit
 from sweeps.tuning import StopAfterTrials, grid_tuner, run_config, search_tuner
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 """The Hydra schema: the detector's `TrialConfig` dataclasses plus the
 orchestration keys, registered as a structured config.
 
-`detector/config.py` is the one source of every trial default; `conf/*.yaml`
+`detector/sections.py` is the one source of every trial default; `conf/*.yaml`
 holds only what differs from it. Registering happens here, in `sweeps/`, so
 `detector/` never imports Hydra. OmegaConf type-checks every override against
 the dataclasses at composition (`loss.gamma=x` is an error naming the key).
@@ -54,7 +54,7 @@ class RootConfig:
     """Everything `python -m sweeps.run` / `sweeps.train` compose.
 
     The `sweep:` section is filled by `+sweep=<name>` and parsed by
-    `sweeps.plan.parse_sweep`."""
+    `sweeps.spec.parse_sweep`."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 from urllib.parse import urlparse
 
-import mlflow
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -26,11 +25,6 @@ from sweeps.plan import Cell, SweepPlan
 from sweeps.redact import redact
 
 PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
-
-
-def resolve_tracking_uri(uri: Optional[str]) -> str:
-    """tracking.uri, or MLflow's own default (MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)."""
-    return uri if uri else mlflow.get_tracking_uri()
 
 
 def quiet_mlflow() -> None:
