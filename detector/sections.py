@@ -60,7 +60,7 @@ class PretrainConfig:
     """
 
     images: int = 2048  # scenes rendered for the crops (~4,000 objects with the cpu profile's scenes)
-    steps: int = 300  # SGD steps, one-cycle lr: 99.0% held-out accuracy on the cpu profile's 20 classes, as at 500
+    steps: int = 300  # SGD steps, one-cycle lr: 99.0% held-out accuracy on the cpu profile's 20 classes, which more steps do not raise
     batch_size: int = 64
     lr: float = 0.1  # the one-cycle peak
     # Crops resized to 64 x 64 (~2.5 min on 2 cores at 300 steps): the FL detector then reaches 18-21
@@ -213,5 +213,5 @@ class EvalConfig:
     # oneDNN's fast CPU convolutions and GPU tensor cores use. Measured on the
     # cpu profile (ResNet-18-FPN, 1 thread): NCHW takes 21.8 ms at 96 px but
     # 19.8 at 128 px; NHWC 13.5 and 17.5, rising with size (docs/FIDELITY.md E13).
-    # Only the timing: AP is computed as before.
+    # Only the timing uses it: the AP evaluation keeps the model's own memory format.
     channels_last: bool = True

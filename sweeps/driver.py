@@ -36,7 +36,7 @@ from sweeps.inputs import resolve_tracking_uri
 from sweeps.lease import SweepLease, clear_stale_journal_lock
 from sweeps.plan import Cell, SweepPlan
 from sweeps.progress import MlflowPoller, ProgressBoard, ProgressCallback
-from sweeps.tracking import SweepTracker, git_commit
+from sweeps.tracking import SweepTracker
 from sweeps.tuning import StopAfterTrials, grid_tuner, run_config, search_tuner
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +94,8 @@ class SweepDriver:
         self.console.print(estimate_line(self.plan, trials), highlight=False, soft_wrap=True)
         self._clear_journal_lock()
         with ray_cluster(self.plan.cluster, say=lambda line: self.console.print(line, highlight=False)) as info:
-            resumed = tracker.open_parent(self.plan, existing, git_commit(PROJECT_ROOT))
+            commit = environment.git_state(PROJECT_ROOT)[layout.ENV_GIT_COMMIT]
+            resumed = tracker.open_parent(self.plan, existing, commit)
             plan = self._with_workspace(tracker.parent_id, info)
             if resume is not None:
                 outcome = self._run_grid(tracker, plan, info, resume)

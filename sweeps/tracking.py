@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -33,15 +32,6 @@ def quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for name in ("mlflow", "alembic", "sqlalchemy", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def git_commit(root: Path) -> str:
-    """The project's commit, or "unknown" outside a git checkout (a tag, not a reason to stop)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):  # no git binary: record that we do not know
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
 class SweepTracker:
