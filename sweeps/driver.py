@@ -87,10 +87,11 @@ class SweepDriver:
         tracker = SweepTracker(self.uri, self.plan.experiment)
         existing = parent_to_continue(tracker, self.plan,
                                       say=lambda line: self.console.print(line, highlight=False, soft_wrap=True))
-        resume = self._grid_resume(tracker, existing) if self.plan.kind == "grid" else None
+        search = self.plan.search
+        resume = self._grid_resume(tracker, existing) if search is None else None
         if resume is not None and existing is not None and not resume[0]:
             return self._already_done(tracker, existing.info.run_id)
-        trials = len(resume[0]) if resume is not None else self.plan.search.num_samples if self.plan.search else 0
+        trials = len(resume[0]) if resume is not None else search.num_samples
         self.console.print(estimate_line(self.plan, trials), highlight=False, soft_wrap=True)
         self._clear_journal_lock()
         with ray_cluster(self.plan.cluster, say=lambda line: self.console.print(line, highlight=False)) as info:

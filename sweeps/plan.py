@@ -60,12 +60,11 @@ class SweepPlan:
     """A validated sweep: nothing has been started or written yet."""
 
     name: str
-    kind: str  # grid | search
     profile: str
     base: dict[str, Any]  # the nested trial config every cell starts from
     base_config: TrialConfig  # `base` built and validated once (a search's trials start from it)
     cells: tuple[Cell, ...]  # grid sweeps; a search makes its cells as Optuna samples them
-    search: Optional[SearchSpec]
+    search: Optional[SearchSpec]  # None: a grid of `cells`; else an open search, what tells the two apart
     seeds: int
     resume: bool
     resume_parent: Optional[str]  # see SweepSpec.resume_parent
@@ -83,6 +82,11 @@ class SweepPlan:
     command: str = ""  # the command line that made it, passwords redacted (the parent's sweep.command: the reports print it)
     work_root: Optional[str] = None  # set by the driver: trial folders (None: a temp folder on each worker)
     parent_id: str = ""  # set by the driver: the parent run, part of each trial folder's identity
+
+    @property
+    def kind(self) -> str:
+        """grid | search, as the parent run's `sweep.kind` tag says it."""
+        return "grid" if self.search is None else "search"
 
     @property
     def base_seed(self) -> int:
@@ -107,6 +111,11 @@ class SweepPlan:
         """The flattened base values no cell changes: what the parent run logs as its params."""
         return {key: value for key, value in layout.flatten(self.base).items() if key not in self.swept_keys}
 
+    def cell_of(self, trial_config: Mapping[str, Any]) -> Cell:
+        """The cell of a Tune trial config: a grid hands the Cell itself (built once,
+        on the driver); a search hands the point Optuna sampled, built here."""
+        return trial_config["cell"] if self.search is None else self.search_cell(trial_config)
+
     def search_cell(self, sampled: Mapping[str, Any]) -> Cell:
         """The cell of one point Optuna sampled (categorical list choices travel as JSON)."""
         return make_cell(self.base, self.search_overrides(sampled), self.base_seed)
@@ -124,7 +133,7 @@ class SweepPlan:
         train.checkpoint_every continues from its checkpoint (on another machine, only if
         it lands on the same node); another profile, parent or config never does (a
         sweep.resume_parent after a change starts afresh, not from the old optimizer)."""
-        name = cell.key if self.kind == "grid" else f"{trial_id}-{cell.key}"
+        name = cell.key if self.search is None else f"{trial_id}-{cell.key}"
         identity = json.dumps([self.profile, self.parent_id, name, cell.config_hash])
         digest = hashlib.sha1(identity.encode()).hexdigest()[:12]
         root = Path(self.work_root) if self.work_root else Path(tempfile.gettempdir()) / "retinanet-sweeps" / self.name
@@ -163,12 +172,12 @@ def build_plan(cfg: DictConfig, overrides: Sequence[str] = (), config_dir: Optio
     base_config = TrialConfig.from_dict(base)  # the base itself must be valid, whatever the cells change
     cluster = values["cluster"]
     _check_orchestration(values, cluster)
-    cells = tuple(grid_cells(spec, base)) if spec.kind == "grid" else ()
+    cells = tuple(grid_cells(spec, base)) if spec.search is None else ()
     check_trial_files([base_config, *(cell.config for cell in cells)], local=not cluster.get("address"))
     if spec.search is not None:
         _check_search_corners(spec.search, base)
     return SweepPlan(
-        name=spec.name, kind=spec.kind, profile=profile, base=base, base_config=base_config, cells=cells, search=spec.search,
+        name=spec.name, profile=profile, base=base, base_config=base_config, cells=cells, search=spec.search,
         seeds=max((spec.seeds_of(cell.overrides) for cell in cells), default=spec.seeds), resume=spec.resume, resume_parent=spec.resume_parent, wait=spec.wait, timing=spec.timing,
         table=spec.table, cluster=cluster,
         tracking_uri=values["tracking"]["uri"], experiment=values["tracking"]["experiment"],

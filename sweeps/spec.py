@@ -104,7 +104,7 @@ def apply_trimmed(spec: SweepSpec, profile: str, explicit: frozenset[str]) -> Sw
     trimmed = (spec.trimmed or {}).get(profile) or {}
     if not trimmed:
         return spec
-    if spec.kind == "grid":
+    if spec.search is None:
         # sweep settings (e.g. `focus`) by their names; every other key is a grid key
         settings = {k: v for k, v in trimmed.items() if k in _TRIMMABLE and k not in explicit}
         grid_keys = {k: v for k, v in trimmed.items() if k not in _TRIMMABLE}
@@ -149,7 +149,7 @@ def _check_spec(spec: SweepSpec) -> None:
             raise ConfigError(f"sweep.grid.{name}={values!r} must be a non-empty list of values")
     if spec.resume_parent is not None and not spec.resume:
         raise ConfigError("sweep.resume_parent and sweep.resume=false contradict each other: give one")
-    if spec.kind == "grid" and not spec.grid and not spec.cells:
+    if spec.search is None and not spec.grid and not spec.cells:
         raise ConfigError(f"sweep {spec.name} has neither grid nor cells: nothing to run")
     if spec.search is not None:
         _check_search(spec.search, spec.name)
