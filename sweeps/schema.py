@@ -15,6 +15,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 
 from detector.config import DataConfig, EvalConfig, LossConfig, ModelConfig, TrainConfig, TrialConfig
+from sweeps.spec import SweepSpec
 
 SCHEMA_NAME = "schema"  # conf/config.yaml's defaults list starts with it
 TRIAL_KEYS = tuple(f.name for f in fields(TrialConfig))  # model, loss, data, train, eval
@@ -53,7 +54,7 @@ class TrialRunConfig:
 class RootConfig:
     """Everything `python -m sweeps.run` / `sweeps.train` compose.
 
-    The `sweep:` section is filled by `+sweep=<name>` and parsed by
+    The `sweep:` section is filled by `+sweep=<name>` and read by
     `sweeps.spec.parse_sweep`."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -67,7 +68,7 @@ class RootConfig:
     profile_name: str = "custom"  # set by each conf/profile/*.yaml
     output_dir: str = "outputs"
     reports_dir: str = "reports"  # reports/<sweep>/ is written under it
-    sweep: Any = None  # `+sweep=<name>` fills it; its keys depend on the sweep's kind
+    sweep: Optional[SweepSpec] = None  # `+sweep=<name>` fills it
 
 
 def register() -> None:

@@ -1,9 +1,11 @@
 """The `sweep:` section of a config: its typed spec, parsed and checked.
 
-`parse_sweep` turns the plain `sweep:` dict into a `SweepSpec` (a grid, or a
-search with its `SearchSpec`), `apply_trimmed` applies a profile's `trimmed`
-keys; every bad key or value is a one-line `ConfigError` naming it. Cells,
-trial configs and orchestration are the plan's (sweeps/plan.py).
+`SweepSpec` is the section's schema (sweeps/schema.py types `sweep:` with it).
+`parse_sweep` reads the plain `sweep:` dict through the strict loader
+(sweeps/strict.py) and checks the values a type cannot say; `apply_trimmed`
+applies a profile's `trimmed` keys. Every bad key or value is a one-line
+`ConfigError` naming it. Cells, trial configs and orchestration are the plan's
+(sweeps/plan.py).
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from omegaconf import MISSING
+
 from analysis import layout
 from detector.config import ConfigError
+from sweeps import strict
 
 KINDS = ("grid", "search")
 TIMINGS = ("in_trial", layout.QUIET_TIMING)
@@ -25,11 +30,12 @@ SAMPLERS = ("tpe", "random")
 ASHA_KEYS = ("grace_period", "reduction_factor")  # what sweep.asha may set
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: Hydra merges the sweep file into it (sweeps/schema.py)
 class SearchSpec:
     """An open search: Optuna samples `space`, ASHA stops trials early."""
 
-    space: dict[str, dict[str, Any]]  # dotted key -> {type: float|int|categorical, low, high, log, choices}
+    # dotted key -> {type: float|int|categorical, low, high, log, choices} (checked below, with examples)
+    space: dict[str, Any] = field(default_factory=dict)
     num_samples: int = 1  # trials added by one run of the command
     metric: str = "AP"
     mode: str = "max"
@@ -46,11 +52,13 @@ class SearchSpec:
         return {"train.eval_every": self.eval_every}
 
 
-@dataclass(frozen=True)
-class SweepSpec:
-    """The `sweep:` section as written (before `trimmed` and expansion)."""
+@dataclass
+class SweepSpec(SearchSpec):
+    """The `sweep:` section as written (before `trimmed` and expansion). A search's
+    settings, the fields it takes from SearchSpec, sit at the section's top level
+    (`sweep.num_samples=2`); a grid leaves them at their defaults."""
 
-    name: str  # names the parent run and reports/<name>/ (a renamed copy is another sweep)
+    name: str = MISSING  # names the parent run and reports/<name>/ (a renamed copy is another sweep)
     kind: str = "grid"  # grid | search
     grid: dict[str, list] = field(default_factory=dict)  # dotted key -> values: their cartesian product
     cells: list[dict[str, Any]] = field(default_factory=list)  # explicit override dicts, run besides the grid
@@ -65,7 +73,13 @@ class SweepSpec:
     # More seeds where a finding needs them: {seeds: N, cells: [selector, ...]}; a grid cell
     # whose overrides hold every key=value of one selector runs max(N, seeds) seeds.
     focus: Optional[dict[str, Any]] = None
-    search: Optional[SearchSpec] = None
+
+    @property
+    def search(self) -> Optional[SearchSpec]:
+        """The settings of a search (sweep.kind=search); None for a grid."""
+        if self.kind != "search":
+            return None
+        return SearchSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SearchSpec)})
 
     def seeds_of(self, overrides: Mapping[str, Any]) -> int:
         """How many seeds the cell with these overrides runs (`seeds`, more where `focus` says)."""
@@ -74,26 +88,19 @@ class SweepSpec:
         return self.seeds
 
 
+_NO_SEARCH = SearchSpec()  # a grid's search settings: the defaults
+
+
 # -- parsing and checking -------------------------------------------------------
 def parse_sweep(raw: Mapping[str, Any]) -> SweepSpec:
     """The plain `sweep:` dict as a SweepSpec; unknown keys and bad values are one line."""
-    raw = dict(raw)
-    kind = raw.get("kind", "grid")
-    if kind not in KINDS:
-        raise ConfigError(f"sweep.kind={kind!r} must be one of {', '.join(KINDS)}")
-    search_keys = {f.name for f in dataclasses.fields(SearchSpec)}
-    spec_keys = {f.name for f in dataclasses.fields(SweepSpec)} - {"search"}
-    allowed = spec_keys | (search_keys if kind == "search" else set())
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(f"unknown key sweep.{unknown[0]}; allowed: {', '.join(sorted(allowed))}")
-    if "name" not in raw:
-        raise ConfigError("sweep.name is missing: every sweep file names itself")
-    search = SearchSpec(**{k: raw.pop(k) for k in search_keys if k in raw}) if kind == "search" else None
-    if raw.get("resume_parent") is not None:  # a run id of digits only would arrive as an int
-        raw["resume_parent"] = str(raw["resume_parent"])
-    # `grid: {}` or `table:` left empty in YAML arrive as None: the field's default then
-    spec = SweepSpec(**{k: v for k, v in raw.items() if v is not None or k not in _COLLECTIONS}, search=search)
+    # `grid:` or `table:` left empty in YAML arrive as None: the field's default then
+    return _load({k: v for k, v in raw.items() if v is not None or k not in _COLLECTIONS})
+
+
+def _load(values: Mapping[str, Any]) -> SweepSpec:
+    """The strict loader checks keys and types (sweeps/strict.py), `_check_spec` the rest."""
+    spec = strict.load(SweepSpec, values, "sweep")
     _check_spec(spec)
     return spec
 
@@ -109,12 +116,10 @@ def apply_trimmed(spec: SweepSpec, profile: str, explicit: frozenset[str]) -> Sw
         settings = {k: v for k, v in trimmed.items() if k in _TRIMMABLE and k not in explicit}
         grid_keys = {k: v for k, v in trimmed.items() if k not in _TRIMMABLE}
         grid = spec.grid if "grid" in explicit else {**spec.grid, **grid_keys}
-        spec = dataclasses.replace(spec, grid=grid, **settings)
+        changes = {"grid": grid, **settings}
     else:
         changes = {k: v for k, v in trimmed.items() if k not in explicit}
-        spec = dataclasses.replace(spec, search=dataclasses.replace(spec.search, **changes))
-    _check_spec(spec)
-    return spec
+    return _load({**dataclasses.asdict(spec), **changes})
 
 
 def _selects(selector: Mapping[str, Any], overrides: Mapping[str, Any]) -> bool:
@@ -138,14 +143,21 @@ def command_line_keys(overrides: Sequence[str]) -> frozenset[str]:
 
 
 def _check_spec(spec: SweepSpec) -> None:
+    """What the types cannot say: allowed names, ranges, and search settings only on a search."""
+    if spec.kind not in KINDS:
+        raise ConfigError(f"sweep.kind={spec.kind!r} must be one of {', '.join(KINDS)}")
+    if spec.search is None:
+        for name in (f.name for f in dataclasses.fields(SearchSpec)):
+            if getattr(spec, name) != getattr(_NO_SEARCH, name):
+                raise ConfigError(f"sweep.{name} is a search setting: it needs sweep.kind=search")
     if spec.timing not in TIMINGS:
         raise ConfigError(f"sweep.timing={spec.timing!r} must be one of {', '.join(TIMINGS)}")
-    if not isinstance(spec.seeds, int) or spec.seeds < 1:
+    if spec.seeds < 1:
         raise ConfigError(f"sweep.seeds={spec.seeds!r} must be an integer >= 1")
     if spec.focus is not None:
         _check_focus(spec.focus)
     for name, values in spec.grid.items():
-        if not isinstance(values, list) or not values:
+        if not values:
             raise ConfigError(f"sweep.grid.{name}={values!r} must be a non-empty list of values")
     if spec.resume_parent is not None and not spec.resume:
         raise ConfigError("sweep.resume_parent and sweep.resume=false contradict each other: give one")
@@ -158,8 +170,6 @@ def _check_spec(spec: SweepSpec) -> None:
 def _check_search(search: SearchSpec, name: str) -> None:
     if not search.space:
         raise ConfigError(f"sweep {name} is a search but sweep.space is empty")
-    if not isinstance(search.space, Mapping):
-        raise ConfigError(f"sweep.space={search.space!r} must map each key to {{type: ..., low: ..., high: ...}}")
     for key, param in search.space.items():
         _check_param_types(key, param)
         if param.get("type") not in PARAM_TYPES:
@@ -168,11 +178,11 @@ def _check_search(search: SearchSpec, name: str) -> None:
             raise ConfigError(f"sweep.space.{key}.choices must be a non-empty list")
         if param["type"] != "categorical" and not param.get("low", 0) <= param.get("high", -1):
             raise ConfigError(f"sweep.space.{key} needs low <= high, got {param.get('low')!r}, {param.get('high')!r}")
-    if not isinstance(search.num_samples, int) or search.num_samples < 1:
+    if search.num_samples < 1:
         raise ConfigError(f"sweep.num_samples={search.num_samples!r} must be an integer >= 1")
     if search.mode not in ("max", "min"):
         raise ConfigError(f"sweep.mode={search.mode!r} must be max or min")
-    if not isinstance(search.eval_every, int) or search.eval_every < 1:
+    if search.eval_every < 1:
         raise ConfigError(f"sweep.eval_every={search.eval_every!r} must be an integer >= 1 (ASHA compares evaluations)")
     _check_optuna(search)
 
@@ -203,7 +213,7 @@ def _check_optuna(spec: SearchSpec) -> None:
         raise ConfigError("sweep.storage is empty: give a journal file (optuna-journal.log) or an RDB URL")
     if "://" not in spec.storage and not Path(spec.storage).expanduser().resolve().parent.is_dir():
         raise ConfigError(f"sweep.storage={spec.storage}: its folder does not exist")
-    if not isinstance(spec.asha, Mapping) or set(spec.asha) - set(ASHA_KEYS):
+    if set(spec.asha) - set(ASHA_KEYS):
         raise ConfigError(f"sweep.asha={spec.asha!r} must be a mapping of {' and '.join(ASHA_KEYS)}, "
                           "e.g. {grace_period: 2, reduction_factor: 2}")
     for key in ASHA_KEYS:
