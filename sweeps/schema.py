@@ -1,5 +1,6 @@
-"""The Hydra schema: the detector's `TrialConfig` dataclasses plus the
-orchestration keys, registered as a structured config.
+"""The Hydra schema: the detector's `TrialConfig` dataclasses, the orchestration
+keys and the `sweep:` section (`SweepSpec`, sweeps/spec.py), registered as a
+structured config.
 
 `detector/sections.py` is the one source of every trial default; `conf/*.yaml`
 holds only what differs from it. Registering happens here, in `sweeps/`, so
