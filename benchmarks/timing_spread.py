@@ -32,9 +32,10 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one li
 from analysis import layout
 from detector.evaluate import timing_inputs
 from detector.speed import load_for_timing
+from sweeps.inputs import resolve_tracking_uri
 from sweeps.run import plan_from
 from sweeps.timing import MODEL_ARTIFACT, QUIET_IMAGES
-from sweeps.tracking import SweepTracker, resolve_tracking_uri
+from sweeps.tracking import SweepTracker
 
 
 def image_times(model: torch.nn.Module, images: list[torch.Tensor], warmup: int, gc_off: bool) -> list[float]:

@@ -22,7 +22,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from detector.config import ConfigError, ModelConfig
+from detector.sections import ConfigError, ModelConfig
 
 IMAGENET = "imagenet"  # model.pretrained value for torchvision's IMAGENET1K_V1 weights
 

@@ -17,7 +17,7 @@ from torch import Tensor
 from torchvision.ops import box_iou
 
 from detector.box_coder import BoxCoder
-from detector.config import LossConfig, mined_per_image
+from detector.sections import LossConfig, mined_per_image
 from detector.losses import BOX_LOSSES, CLASSIFICATION_LOSSES, box_regression_loss, ohem_select
 from detector.matcher import POSITIVE, Matcher
 

@@ -24,7 +24,7 @@ from torch import nn
 if TYPE_CHECKING:
     from PIL import Image
 
-    from detector.config import EvalConfig
+    from detector.sections import EvalConfig
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APS", "APM", "APL")  # COCOeval.stats[0:6]
 

@@ -24,7 +24,7 @@ from sweeps.plan import Cell, SweepPlan
 from sweeps.progress import constant_overrides, trial_label
 from sweeps.redact import conceal, reveal
 from sweeps.tracking import SweepTracker
-from sweeps.trainable import FINAL_FLAG, cell_of
+from sweeps.trainable import FINAL_FLAG
 
 # What a trial reports beside the metrics: never logged as MLflow metrics.
 NOT_METRICS = {"iteration", "iterations", FINAL_FLAG, "node_id", "done", "training_iteration", "trial_id",
@@ -98,11 +98,11 @@ class MlflowCallback(tune.Callback):
         return self.runs[trial.trial_id]
 
     def _open_run(self, trial: Trial) -> None:
-        cell = self.cells[trial.trial_id] = cell_of(trial.config, self.plan)
+        cell = self.cells[trial.trial_id] = self.plan.cell_of(trial.config)
         extra = {**self.environment, layout.DATA_DIGEST: environment.data_digest(cell.config.data)}
-        if self.plan.kind == "search":
+        if self.plan.search is not None:
             extra[layout.TRIAL_ID] = trial.trial_id
-        reuse = self.previous.pop(cell.key, None) if self.plan.kind == "grid" else None
+        reuse = self.previous.pop(cell.key, None)  # a search has no previous cells to reuse
         name = trial_label(cell.overrides, cell.seed, self.constant, self.plan.seeds > 1)
         self.runs[trial.trial_id] = self.tracker.start_child(self.plan, cell, reuse, self.invocation, extra, name)
 
@@ -131,7 +131,7 @@ class MlflowCallback(tune.Callback):
         if (trial.last_result or {}).get(FINAL_FLAG):
             self._log_outputs(run_id, trial.checkpoint, int(trial.last_result.get("iteration", 0)))
             status = FINISHED
-        elif self.plan.kind == "search":  # stopped by ASHA: a finished, shorter trial
+        elif self.plan.search is not None:  # stopped by ASHA: a finished, shorter trial
             self.tracker.set_tags(run_id, {layout.EARLY_STOPPED: "true"})
             status = FINISHED
         else:  # a grid trial stopped before its end: the sweep was interrupted

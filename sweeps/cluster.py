@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Optional
 from urllib.parse import urlparse
 
 from detector.config import ConfigError
+from sweeps.inputs import resolve_tracking_uri
 
 # Set before Tune runs; local Ray workers inherit the driver's environment.
 QUIET_ENV = {
@@ -167,8 +168,6 @@ def check_client(address: Optional[str], tracking_uri: Optional[str]) -> None:
     MLflow writer) on the cluster: the store must be a server, not a file here."""
     if not is_client_address(address):
         return
-    from sweeps.tracking import resolve_tracking_uri  # MLflow is slow to import: only here
-
     tracking_uri = resolve_tracking_uri(tracking_uri)
     if importlib.util.find_spec("grpc") is None:
         raise ConfigError(f"cluster.address={address} needs Ray Client: pip install 'ray[client]' "

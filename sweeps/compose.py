@@ -21,8 +21,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from detector.config import ConfigError
+from sweeps import strict
 from sweeps.schema import register
 
 CONFIG_NAME = "config"
@@ -87,7 +89,7 @@ def usage(command: str, config_dir: Optional[str] = None) -> str:
         "  key=value overrides any config value, e.g. loss.gamma=2 train.seed=1"
         + (" sweep.seeds=3 profile=smoke" if sweep else ""),
         "  --config-dir DIR adds a folder of configs (DIR/sweep/my.yaml is +sweep=my)",
-        "  every key and its default: detector/config.py and sweeps/schema.py; the method: docs/",
+        "  every key and its default: detector/sections.py and sweeps/schema.py; the method: docs/",
     ])
 
 
@@ -99,7 +101,7 @@ def compose_config(overrides: Sequence[str], config_dir: Optional[str] = None,
     with _hydra() as loader:
         searchpath = [f"hydra.searchpath=[file://{extra}]"] if extra else []
         try:
-            cfg = compose(CONFIG_NAME, overrides=[*_sweep_keys_addable(overrides), *searchpath],
+            cfg = compose(CONFIG_NAME, overrides=[*overrides, *searchpath],
                           return_hydra_config=with_hydra)
         except MissingConfigException as error:
             raise ConfigError(_missing_message(error, loader, searchpath)) from None
@@ -109,14 +111,6 @@ def compose_config(overrides: Sequence[str], config_dir: Optional[str] = None,
             raise ConfigError(_yaml_message(error)) from None
     OmegaConf.set_readonly(cfg, True)  # composed once: nothing downstream edits it
     return cfg
-
-
-def _sweep_keys_addable(overrides: Sequence[str]) -> list[str]:
-    """`sweep.seeds=3` works whether or not the sweep file spells out `seeds`:
-    the sweep section's defaults live in sweeps/plan.py, not in every file, so
-    its keys are set with Hydra's add-or-override (`++`); `parse_sweep` then
-    rejects a key that does not exist."""
-    return [f"++{item}" if item.startswith("sweep.") else item for item in overrides]
 
 
 def group_options(group: str, config_dir: Optional[str] = None) -> list[str]:
@@ -179,12 +173,8 @@ def _yaml_message(error: yaml.YAMLError) -> str:
 def _hydra_message(error: HydraException) -> str:
     """One line: the key and what OmegaConf or Hydra objects to."""
     cause = error.__cause__
-    key = getattr(cause, "full_key", None)
-    if cause is not None and key:
-        text = _first_line(cause)
-        if "not in" in text:  # "Key 'x' not in 'LossConfig'", "Key 'x' is not in struct"
-            return f"unknown key {key}"
-        return f"{key}: {text}"
+    if isinstance(cause, OmegaConfBaseException) and cause.full_key:
+        return strict.one_line(cause)
     return _first_line(error).rstrip(".")
 
 

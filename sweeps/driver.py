@@ -32,10 +32,11 @@ from sweeps.cluster import ClusterInfo, ray_cluster
 from sweeps.continuation import parent_to_continue
 from sweeps.estimate import estimate_line
 from sweeps.failures import SweepAborted, aborted_message
+from sweeps.inputs import resolve_tracking_uri
 from sweeps.lease import SweepLease, clear_stale_journal_lock
 from sweeps.plan import Cell, SweepPlan
 from sweeps.progress import MlflowPoller, ProgressBoard, ProgressCallback
-from sweeps.tracking import SweepTracker, git_commit, resolve_tracking_uri
+from sweeps.tracking import SweepTracker
 from sweeps.tuning import StopAfterTrials, grid_tuner, run_config, search_tuner
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -86,14 +87,16 @@ class SweepDriver:
         tracker = SweepTracker(self.uri, self.plan.experiment)
         existing = parent_to_continue(tracker, self.plan,
                                       say=lambda line: self.console.print(line, highlight=False, soft_wrap=True))
-        resume = self._grid_resume(tracker, existing) if self.plan.kind == "grid" else None
+        search = self.plan.search
+        resume = self._grid_resume(tracker, existing) if search is None else None
         if resume is not None and existing is not None and not resume[0]:
             return self._already_done(tracker, existing.info.run_id)
-        trials = len(resume[0]) if resume is not None else self.plan.search.num_samples if self.plan.search else 0
+        trials = len(resume[0]) if resume is not None else search.num_samples
         self.console.print(estimate_line(self.plan, trials), highlight=False, soft_wrap=True)
         self._clear_journal_lock()
         with ray_cluster(self.plan.cluster, say=lambda line: self.console.print(line, highlight=False)) as info:
-            resumed = tracker.open_parent(self.plan, existing, git_commit(PROJECT_ROOT))
+            commit = environment.git_state(PROJECT_ROOT)[layout.ENV_GIT_COMMIT]
+            resumed = tracker.open_parent(self.plan, existing, commit)
             plan = self._with_workspace(tracker.parent_id, info)
             if resume is not None:
                 outcome = self._run_grid(tracker, plan, info, resume)

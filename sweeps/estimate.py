@@ -54,22 +54,22 @@ class TrialTime:
 MEASURED: dict[str, TrialTime] = {
     # 100 iterations: train_seconds 8.7 s (load ~5); in a sweep ~13 s per trial at 40 iterations
     # (Ray worker start, imports, evaluation and the prediction pictures are the fixed part).
-    "smoke": TrialTime(per_iteration=0.09, fixed=9.0, source="issue 11, smoke sweeps, 2-core machine"),
+    "smoke": TrialTime(per_iteration=0.09, fixed=9.0, source="smoke sweeps, 2-core machine"),
     # The pretrained profile (frozen stem, res2 and BN: a step ~20% cheaper than from scratch) on the
     # slower 2-core VM class (probe ~0.135 s): rounds of two 500-iteration trials in ~125 s
-    # (train_seconds 112-125 s, ~8 s fixed), docs/FIDELITY.md E21-E22, 2026-12-07.
+    # (train_seconds 112-125 s, ~8 s fixed), docs/FIDELITY.md E21-E22.
     "cpu": TrialTime(per_iteration=0.234, fixed=8.0, probe=0.135,
-                     source="docs/FIDELITY.md E21-E22, 2-core machine, 2026-12-07"),
+                     source="docs/FIDELITY.md E21-E22, 2-core machine"),
 }
 
 
 # The one-time synthetic pretraining (model.pretrained=synthetic, detector/pretrain.py), per
 # ResNet-18 step of the default crops (batch 64 of 64 px, both cores) plus rendering the scenes:
-# 300 steps in 142 s and 500 in 241 s (2-core machine whose probe reads ~0.135 s, 2026-12-07,
+# 300 steps in 142 s and 500 in 241 s (2-core machine whose probe reads ~0.135 s,
 # docs/FIDELITY.md E19, E22). Deeper or larger crops: scaled by PRETRAIN_DEPTH_COST and
 # (crop_size / PRETRAIN_CROP)^2.
 PRETRAIN = TrialTime(per_iteration=0.44, fixed=11.0, probe=0.135,
-                     source="docs/FIDELITY.md E19 and E22, 2-core machine, 2026-12-07")
+                     source="docs/FIDELITY.md E19 and E22, 2-core machine")
 PRETRAIN_DEPTH_COST = {18: 1.0, 34: 2.0, 50: 2.6, 101: 4.8}  # forward+backward FLOPs relative to ResNet-18
 PRETRAIN_CROP = 64
 

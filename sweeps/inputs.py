@@ -44,7 +44,7 @@ def check_trial_files(configs: Iterable[TrialConfig], local: bool) -> None:
 
 def weight_keywords() -> tuple[str, ...]:
     """The model.pretrained values that name weights rather than files: the detector's
-    IMAGENET (detector/backbone.py) and SYNTHETIC_WEIGHTS (detector/config.py)."""
+    IMAGENET (detector/backbone.py) and SYNTHETIC_WEIGHTS (detector/sections.py)."""
     from detector.backbone import IMAGENET  # loaded already: validation reads the backbone registry
 
     return (IMAGENET, SYNTHETIC_WEIGHTS)
@@ -62,6 +62,15 @@ def _check_pretrained(pretrained: str | None, local: bool) -> None:
     if local and not path.is_file():
         raise ConfigError(f"model.pretrained={pretrained} does not exist here: give a ResNet state-dict file, "
                           f"or {choices}")
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """tracking.uri, or MLflow's own default (MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)."""
+    if uri:
+        return uri
+    import mlflow  # slow to import: only when the default is asked for
+
+    return mlflow.get_tracking_uri()
 
 
 def check_tracking_server(uri: str | None, timeout: float = CONNECT_TIMEOUT_S) -> None:

@@ -159,7 +159,7 @@ class ProgressCallback(tune.Callback):
         return {}
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        if self.plan.kind == "grid":
+        if self.plan.search is None:
             cell = trial.config["cell"]
             overrides, seed, total = cell.overrides, cell.seed, cell.config.train.iterations
         else:  # the sampled values are enough for a label: no trial config is built here

@@ -1,7 +1,8 @@
-"""The Hydra schema: the detector's `TrialConfig` dataclasses plus the
-orchestration keys, registered as a structured config.
+"""The Hydra schema: the detector's `TrialConfig` dataclasses, the orchestration
+keys and the `sweep:` section (`SweepSpec`, sweeps/spec.py), registered as a
+structured config.
 
-`detector/config.py` is the one source of every trial default; `conf/*.yaml`
+`detector/sections.py` is the one source of every trial default; `conf/*.yaml`
 holds only what differs from it. Registering happens here, in `sweeps/`, so
 `detector/` never imports Hydra. OmegaConf type-checks every override against
 the dataclasses at composition (`loss.gamma=x` is an error naming the key).
@@ -15,6 +16,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 
 from detector.config import DataConfig, EvalConfig, LossConfig, ModelConfig, TrainConfig, TrialConfig
+from sweeps.spec import SweepSpec
 
 SCHEMA_NAME = "schema"  # conf/config.yaml's defaults list starts with it
 TRIAL_KEYS = tuple(f.name for f in fields(TrialConfig))  # model, loss, data, train, eval
@@ -53,8 +55,8 @@ class TrialRunConfig:
 class RootConfig:
     """Everything `python -m sweeps.run` / `sweeps.train` compose.
 
-    The `sweep:` section is filled by `+sweep=<name>` and parsed by
-    `sweeps.plan.parse_sweep`."""
+    The `sweep:` section is filled by `+sweep=<name>` and read by
+    `sweeps.spec.parse_sweep`."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -67,7 +69,7 @@ class RootConfig:
     profile_name: str = "custom"  # set by each conf/profile/*.yaml
     output_dir: str = "outputs"
     reports_dir: str = "reports"  # reports/<sweep>/ is written under it
-    sweep: Any = None  # `+sweep=<name>` fills it; its keys depend on the sweep's kind
+    sweep: Optional[SweepSpec] = None  # `+sweep=<name>` fills it
 
 
 def register() -> None:

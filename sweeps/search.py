@@ -7,19 +7,16 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import optuna
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from detector.config import ConfigError
-from sweeps.plan import SearchSpec
 from sweeps.redact import conceal, redact, reveal
+from sweeps.spec import SearchSpec
 from sweeps.trainable import FINAL_FLAG
 
-SAMPLERS = ("tpe", "random")
-ASHA_KEYS = ("grace_period", "reduction_factor")  # what sweep.asha may set
 EARLY_STOPPED_ATTR = "early_stopped"  # Optuna user attribute of a trial ASHA stopped
 
 
@@ -48,23 +45,6 @@ class EvalOnlyOptunaSearch(OptunaSearch):
 def study_name(spec: SearchSpec, name: str, profile: str) -> str:
     """sweep.study_name, or <sweep>-<profile> (one study per profile by default)."""
     return spec.study_name or f"{name}-{profile}"
-
-
-def check_search(spec: SearchSpec) -> None:
-    """One-line errors for the search settings (before anything starts)."""
-    if spec.sampler not in SAMPLERS:
-        raise ConfigError(f"sweep.sampler={spec.sampler!r} must be one of {', '.join(SAMPLERS)}")
-    if not spec.storage:
-        raise ConfigError("sweep.storage is empty: give a journal file (optuna-journal.log) or an RDB URL")
-    if "://" not in spec.storage and not Path(spec.storage).expanduser().resolve().parent.is_dir():
-        raise ConfigError(f"sweep.storage={spec.storage}: its folder does not exist")
-    if not isinstance(spec.asha, Mapping) or set(spec.asha) - set(ASHA_KEYS):
-        raise ConfigError(f"sweep.asha={spec.asha!r} must be a mapping of {' and '.join(ASHA_KEYS)}, "
-                          "e.g. {grace_period: 2, reduction_factor: 2}")
-    for key in ASHA_KEYS:
-        value = spec.asha.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < (1 if key == "grace_period" else 1.01):
-            raise ConfigError(f"sweep.asha.{key}={value!r} must be >= {1 if key == 'grace_period' else 'above 1'}")
 
 
 class ConcealedRDBStorage(optuna.storages.RDBStorage):

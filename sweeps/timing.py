@@ -26,8 +26,8 @@ from detector.config import TrialConfig
 from sweeps.plan import SweepPlan
 
 REPEATS = 5
-# Passes of 10 images (~0.3 s) spread up to 21% on a quiet 2-core machine
-# (speed_accuracy, 3 seeds); 32 images make a pass ~1 s (docs/FIDELITY.md E13).
+# A pass of 32 images takes ~1 s on a quiet 2-core machine, long enough for passes to agree:
+# passes of ~0.3 s (10 images) spread up to 21% (speed_accuracy, 3 seeds; docs/FIDELITY.md E13).
 QUIET_IMAGES = 32
 MODEL_ARTIFACT = "checkpoint/model.pt"
 
@@ -68,6 +68,6 @@ def protocol(config: TrialConfig) -> str:
 
 
 def _timed_by(run: Any, current: str) -> bool:
-    """The run was timed quietly under the current protocol (a run from before protocols were tagged is not)."""
+    """The run was timed quietly under the current protocol (a run without the protocol tag is not)."""
     tags = run.data.tags
     return tags.get(layout.TIMING) == layout.QUIET_TIMING and tags.get(layout.TIMING_PROTOCOL) == current

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
 from urllib.parse import urlparse
 
-import mlflow
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -28,26 +26,12 @@ from sweeps.redact import redact
 PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
 
 
-def resolve_tracking_uri(uri: Optional[str]) -> str:
-    """tracking.uri, or MLflow's own default (MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)."""
-    return uri if uri else mlflow.get_tracking_uri()
-
-
 def quiet_mlflow() -> None:
     """MLflow and its SQL migrations log at INFO on first use of a store, and it
     prints a "View run" link per ended run on a server; keep the terminal for progress."""
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for name in ("mlflow", "alembic", "sqlalchemy", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def git_commit(root: Path) -> str:
-    """The project's commit, or "unknown" outside a git checkout (a tag, not a reason to stop)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):  # no git binary: record that we do not know
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
 class SweepTracker:

@@ -23,12 +23,6 @@ from sweeps.plan import Cell, SweepPlan
 FINAL_FLAG = "sweep_final"  # set on the last report: the trial returned normally
 
 
-def cell_of(config: dict[str, Any], plan: SweepPlan) -> Cell:
-    """The cell of a Tune trial config: a grid hands the Cell itself (built once,
-    on the driver); a search hands Optuna's sampled values, built here."""
-    return config["cell"] if plan.kind == "grid" else plan.search_cell(config)
-
-
 def train_cell(config: dict[str, Any], plan: SweepPlan) -> None:
     """Run the cell, forward every report to Tune (with the trial's training
     checkpoint whenever it has a new one), and end with the returned metrics
@@ -39,7 +33,7 @@ def train_cell(config: dict[str, Any], plan: SweepPlan) -> None:
     `resumed_from`: the iteration it continued from. The training checkpoint
     stays in the workdir until the driver has stored the result (it then
     removes the folder), so a kill in between does not mean training again."""
-    cell = cell_of(config, plan)
+    cell = plan.cell_of(config)
     workdir = plan.workdir(cell, tune.get_context().get_trial_id())
     workdir.mkdir(parents=True, exist_ok=True)
     resumed_from = restore_checkpoint(tune.get_checkpoint(), workdir)

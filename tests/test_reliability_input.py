@@ -52,7 +52,7 @@ CASES = {
     "space bound not a number": (["--config-dir", "{mine}", "+sweep=bad_space"],
                                  "sweep.space.loss.alpha.low='abc' must be a number"),
     "asha not a mapping": (["+sweep=search", "sweep.asha=3"],
-                           "sweep.asha=3 must be a mapping of grace_period and reduction_factor"),
+                           "sweep.asha: Cannot assign int to Dict[str, Any]"),
     # the cpu profile's synthetic pretraining needs synthetic data: from scratch here, to reach the root
     "data.root missing": (["+sweep=gamma_alpha", "data=coco", "data.root=/no/such/coco", "model.pretrained=null",
                            "model.frozen_bn=false"],

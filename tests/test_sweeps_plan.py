@@ -12,10 +12,10 @@ import pytest
 from detector.config import ConfigError, TrialConfig
 from sweeps import plan as plan_module
 from sweeps.compose import compose_config
-from sweeps.plan import (Cell, apply_trimmed, build_plan, command_line_keys, grid_cells, make_cell,
-                         parse_sweep)
+from sweeps.plan import Cell, build_plan, grid_cells, make_cell
 from sweeps.run import plan_from
 from sweeps.search import optuna_space
+from sweeps.spec import apply_trimmed, command_line_keys, parse_sweep
 from sweeps.trainable import run_cell
 
 GRID = {"name": "g", "kind": "grid", "grid": {"loss.gamma": [0.0, 2.0], "loss.alpha": [0.25, 0.5]},
