@@ -3,7 +3,7 @@ metrics, the cell key and the queries. `sweeps/` writes with it, `analysis/`
 reads with it, and the test fixtures log fake sweeps with it.
 
 A sweep is one *parent* run (tags `sweep.role=parent`, `sweep.name`,
-`sweep.profile`, `sweep.kind`, `config_hash`, `git_commit`, `sweep.table`,
+`sweep.profile`, `sweep.kind`, `config_hash`, `sweep.table`,
 `sweep.command`, and what produced it: `git.commit`, `git.dirty`, `env.*`)
 and one *child* run per trial (tags `mlflow.parentRunId`, `sweep.role=child`,
 `sweep.cell`, `sweep.overrides`, `sweep.seed`, ...; params: the flattened
@@ -30,7 +30,6 @@ KIND = "sweep.kind"  # grid | search
 TABLE = "sweep.table"  # parent: the sweep's table declaration as JSON (analysis reads it)
 COMMAND = "sweep.command"  # parent: the command line of the invocation that last ran it (the reports print it)
 CONFIG_HASH = "config_hash"  # parent: hash of the base trial config (resume finds the parent by it)
-GIT_COMMIT = "git_commit"
 CELL = "sweep.cell"  # child: the stable cell key (see `cell_key`)
 OVERRIDES = "sweep.overrides"  # child: JSON of the cell's dotted overrides
 SEED = "sweep.seed"
@@ -123,11 +122,11 @@ def decode_overrides(text: Optional[str]) -> dict[str, Any]:
 
 
 # -- what a run carries ------------------------------------------------------
-def parent_tags(name: str, profile: str, kind: str, config_hash: str, commit: str,
+def parent_tags(name: str, profile: str, kind: str, config_hash: str,
                 table: Optional[Mapping[str, Any]], command: str = "") -> dict[str, str]:
     """The tags of a sweep's parent run (`command`: the command line, when known)."""
     tags = {ROLE: ROLE_PARENT, NAME: name, PROFILE: profile, KIND: kind, CONFIG_HASH: config_hash,
-            GIT_COMMIT: commit, TABLE: json.dumps(table or {}, sort_keys=True)}
+            TABLE: json.dumps(table or {}, sort_keys=True)}
     return {**tags, COMMAND: command} if command else tags
 
 

@@ -3,7 +3,7 @@
 Everything comes from the parent run's tags (analysis/layout.py): the
 command line of the invocation that last ran the sweep (`sweep.command`),
 the checkout's commit and whether it had uncommitted changes (`git.commit`,
-`git.dirty`, set on every invocation; `git_commit` when only that is there),
+`git.dirty`, set on every invocation),
 and the run's id. A parent logged before the command was recorded gets the
 command its name and profile imply, said to be a reconstruction.
 """
@@ -40,7 +40,7 @@ class Reproduction:
     def of(cls, sweep: "SweepRecord") -> "Reproduction":
         """From the parent run's tags."""
         tags = sweep.tags
-        commit = tags.get(layout.ENV_GIT_COMMIT) or tags.get(layout.GIT_COMMIT) or UNKNOWN
+        commit = tags.get(layout.ENV_GIT_COMMIT) or UNKNOWN
         return cls(command=tags.get(layout.COMMAND, ""), commit=commit,
                    dirty=tags.get(layout.ENV_GIT_DIRTY, UNKNOWN), parent_run_id=sweep.run_id,
                    sweep=sweep.name, profile=sweep.profile)

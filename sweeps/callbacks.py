@@ -156,10 +156,11 @@ class MlflowCallback(tune.Callback):
         if checkpoint is None:
             return
         with checkpoint.as_directory() as folder:
-            model = Path(folder) / "model.pt"
+            model_dir, model_name = layout.MODEL_FILE.rsplit("/", 1)  # the trial writes model.pt in its workdir
+            model = Path(folder) / model_name
             if model.is_file():
-                self.tracker.log_file(run_id, model, "checkpoint")
-            for name in ("metrics.json", layout.PER_CLASS_FILE, layout.PR_CURVES_FILE):
+                self.tracker.log_file(run_id, model, model_dir)
+            for name in (layout.METRICS_FILE, layout.PER_CLASS_FILE, layout.PR_CURVES_FILE):
                 if (Path(folder) / name).is_file():
                     self.tracker.log_file(run_id, Path(folder) / name)
             if (Path(folder) / layout.PREDICTIONS_DIR).is_dir():

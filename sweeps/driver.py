@@ -95,8 +95,7 @@ class SweepDriver:
         self.console.print(estimate_line(self.plan, trials), highlight=False, soft_wrap=True)
         self._clear_journal_lock()
         with ray_cluster(self.plan.cluster, say=lambda line: self.console.print(line, highlight=False)) as info:
-            commit = environment.git_state(PROJECT_ROOT)[layout.ENV_GIT_COMMIT]
-            resumed = tracker.open_parent(self.plan, existing, commit)
+            resumed = tracker.open_parent(self.plan, existing)
             plan = self._with_workspace(tracker.parent_id, info)
             if resume is not None:
                 outcome = self._run_grid(tracker, plan, info, resume)

@@ -29,7 +29,6 @@ REPEATS = 5
 # A pass of 32 images takes ~1 s on a quiet 2-core machine, long enough for passes to agree:
 # passes of ~0.3 s (10 images) spread up to 21% (speed_accuracy, 3 seeds; docs/FIDELITY.md E13).
 QUIET_IMAGES = 32
-MODEL_ARTIFACT = "checkpoint/model.pt"
 
 
 def needs_quiet_timing(plan: SweepPlan) -> bool:
@@ -51,7 +50,7 @@ def time_quietly(plan: SweepPlan, tracker: Any, parent_id: str, say: Callable[[s
     for run in runs:
         cell = cells[run.data.tags[layout.CELL]]
         with tempfile.TemporaryDirectory() as folder:
-            path = tracker.client.download_artifacts(run.info.run_id, MODEL_ARTIFACT, folder)
+            path = tracker.client.download_artifacts(run.info.run_id, layout.MODEL_FILE, folder)
             speed = measure_speed(cell.config, Path(path), REPEATS, threads, images=QUIET_IMAGES)
         step = int(cell.config.train.iterations)
         tracker.log_metrics(run.info.run_id, {layout.SPEED_METRIC: speed.median,

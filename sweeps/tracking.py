@@ -62,7 +62,7 @@ class SweepTracker:
         """The newest parent run of this sweep, profile and base config."""
         return layout.latest_parent(self.client, self.experiment_id, plan.name, plan.profile, plan.base_hash)
 
-    def open_parent(self, plan: SweepPlan, existing: Optional[Run], commit: str) -> bool:
+    def open_parent(self, plan: SweepPlan, existing: Optional[Run]) -> bool:
         """Reuse `existing` (the parent found for a resume) or create one; returns True when reused.
         The parent's params are the base values no cell changes (a swept key has no single value)."""
         if existing is not None:
@@ -71,12 +71,12 @@ class SweepTracker:
             if plan.command:  # this invocation's: a resume (sweep.seeds=3) covers the earlier cells too
                 self.client.set_tag(self.parent_id, layout.COMMAND, plan.command)
             return True
-        tags = layout.parent_tags(plan.name, plan.profile, plan.kind, plan.base_hash, commit, plan.table,
+        tags = layout.parent_tags(plan.name, plan.profile, plan.kind, plan.base_hash, plan.table,
                                   command=plan.command)
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"{plan.name}-{plan.profile}")
         self.parent_id = run.info.run_id
         self._log_params(self.parent_id, plan.shared_values, existing={})
-        self.client.log_text(self.parent_id, plan.config_yaml, "config.yaml")
+        self.client.log_text(self.parent_id, plan.config_yaml, layout.CONFIG_FILE)
         return False
 
     def close_parent(self, status: str, counts: dict[str, int]) -> None:
@@ -110,7 +110,7 @@ class SweepTracker:
             if layout.ERROR in reuse.data.tags:  # a re-run of a failed cell: the old error no longer holds
                 self.client.delete_tag(run_id, layout.ERROR)
         self._log_params(run_id, layout.flatten(trial_values), existing)
-        self.client.log_text(run_id, _yaml(trial_values), "config.yaml")
+        self.client.log_text(run_id, _yaml(trial_values), layout.CONFIG_FILE)
         return run_id
 
     def _retire(self, run: Run) -> None:

@@ -92,7 +92,7 @@ def log_fake_sweep(
     experiment_id = _experiment(client, experiment, artifact_location)
     start = start_time or int(time.time() * 1000)
     declaration = table_block(name) if table is SAME_AS_CONF else table
-    tags = layout.parent_tags(name, profile, kind, "abc123", "0" * 40, declaration)
+    tags = {**layout.parent_tags(name, profile, kind, "abc123", declaration), layout.ENV_GIT_COMMIT: "0" * 40}
     parent = client.create_run(experiment_id, start_time=start, run_name=name, tags=tags)
     parent_id = parent.info.run_id
     client.log_batch(parent_id, params=_params(layout.flatten(BASE_CONFIG)))

@@ -313,5 +313,5 @@ def test_a_parent_from_before_the_command_was_recorded_gets_its_implied_command(
     reproduction = Reproduction.of(_sweep(analysis_store, "anchors"))
     assert reproduction.shell_command == "python -m sweeps.run +sweep=anchors profile=cpu"
     assert "rebuilt from the sweep's name and profile" in reproduction.command_note()
-    assert reproduction.checkout == f"git checkout {'0' * 40}"  # the parent's git_commit tag, the only one there
+    assert reproduction.checkout == f"git checkout {'0' * 40}"  # the parent's git.commit tag, the only one there
     assert reproduction.tree_text() == "not known whether the tree was clean"

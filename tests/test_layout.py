@@ -25,7 +25,7 @@ def test_child_and_parent_tags_round_trip():
     tags = layout.child_tags("p" * 32, "gamma_alpha", {"loss.gamma": 2.0}, 1)
     assert tags[layout.PARENT_ID] == "p" * 32 and tags[layout.SEED] == "1"
     assert layout.decode_overrides(tags[layout.OVERRIDES]) == {"loss.gamma": 2.0}
-    parent = layout.parent_tags("gamma_alpha", "cpu", "grid", "h", "c", table_block("gamma_alpha"))
+    parent = layout.parent_tags("gamma_alpha", "cpu", "grid", "h", table_block("gamma_alpha"))
     assert layout.table_of(_run("x", layout.FINISHED, 0, parent)) == table_block("gamma_alpha")
     assert layout.table_of(_run("x", layout.FINISHED, 0, {})) == {}
 

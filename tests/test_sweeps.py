@@ -75,7 +75,7 @@ def test_grid_has_one_parent_and_one_child_per_cell(grid, store):
     assert [p.info.run_id for p in parents] == [outcome.parent_run_id]
     tags = parents[0].data.tags
     assert (tags["sweep.name"], tags["sweep.profile"], tags["sweep.kind"]) == ("gamma_alpha", "smoke", "grid")
-    assert tags["config_hash"] and tags["git_commit"]
+    assert tags["config_hash"] and tags["git.commit"]
     assert len(children) == 3 and len({c.data.tags["sweep.cell"] for c in children}) == 3
     assert all(c.data.tags["mlflow.parentRunId"] == outcome.parent_run_id for c in children)
 
