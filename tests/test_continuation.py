@@ -36,10 +36,10 @@ def stored(tmp_path_factory):
     and one of alpha_ce; (tracker, the gamma_alpha parent's id, the alpha_ce parent's id)."""
     store = tmp_path_factory.mktemp("continuation") / "mlflow.db"
     tracker = SweepTracker(f"sqlite:///{store}", "continuation")
-    tracker.open_parent(plan(store), None, "commit")
+    tracker.open_parent(plan(store), None)
     first = tracker.parent_id
     tracker.open_parent(plan_from(["+sweep=alpha_ce", "profile=smoke", f"tracking.uri=sqlite:///{store}",
-                                   "tracking.experiment=continuation"]), None, "commit")
+                                   "tracking.experiment=continuation"]), None)
     return tracker, store, first, tracker.parent_id
 
 

@@ -181,7 +181,7 @@ def test_a_replayed_create_run_leaves_one_child_per_cell_and_a_complete_sweep_ex
 def test_an_orphan_answered_after_the_lookup_is_not_counted(tmp_path):
     plan = plan_from(args(tmp_path, ONE_CELL))
     tracker = SweepTracker(f"sqlite:///{tmp_path}/mlflow.db", plan.experiment)
-    tracker.open_parent(plan, None, "commit")
+    tracker.open_parent(plan, None)
     cell = plan.cells[0]
     run_id = tracker.start_child(plan, cell, None, "inv1", {})
     late = layout.child_tags(tracker.parent_id, plan.name, cell.overrides, cell.seed, "inv1")
