@@ -19,7 +19,8 @@ from detector.config import SYNTHETIC_WEIGHTS, ConfigError, TrialConfig
 from sweeps.redact import redact
 
 CONNECT_TIMEOUT_S = 3.0  # a tracking server that does not answer within this is reported, not retried for minutes
-DEFAULT_PORTS = {"http": 80, "https": 443}
+# the services a sweep connects to by URL, at their usual ports (SQLAlchemy drivers: postgresql+psycopg2)
+DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306}
 
 
 def check_name(key: str, value: str) -> None:
@@ -77,16 +78,30 @@ def check_tracking_server(uri: str | None, timeout: float = CONNECT_TIMEOUT_S) -
     """An http(s) tracking.uri must accept a connection now: MLflow's client would
     otherwise retry for minutes and end in a traceback. Other stores are opened
     by the driver before Ray starts, which reports them itself."""
+    _check_reachable("tracking.uri", uri, "is the MLflow server running, and reachable from here (an SSH tunnel?)",
+                     timeout)
+
+
+def check_study_storage(storage: str | None, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """An RDB sweep.storage (postgresql://, mysql://) must accept a connection now: the
+    study is opened only after Ray has started, where a dead server is a traceback.
+    A journal file or SQLite needs no server."""
+    _check_reachable("sweep.storage", storage, "is the database server running, and reachable from here?", timeout)
+
+
+def _check_reachable(key: str, uri: str | None, hint: str, timeout: float) -> None:
+    """A one-line ConfigError unless the server a URL names accepts a TCP connection."""
     if not uri:
         return
     parsed = urlparse(uri)
-    if parsed.scheme not in DEFAULT_PORTS or not parsed.hostname:
+    scheme = parsed.scheme.split("+")[0]  # postgresql+psycopg2 -> postgresql
+    if scheme not in DEFAULT_PORTS or not parsed.hostname:
         return
-    port = parsed.port or DEFAULT_PORTS[parsed.scheme]
+    port = parsed.port or DEFAULT_PORTS[scheme]
     try:
         with socket.create_connection((parsed.hostname, port), timeout=timeout):
             pass
     except OSError as error:
         reason = error.strerror or str(error) or type(error).__name__
-        raise ConfigError(f"tracking.uri={redact(uri)}: cannot connect to {parsed.hostname}:{port} ({reason}); "
-                          "is the MLflow server running, and reachable from here (an SSH tunnel?)") from None
+        raise ConfigError(f"{key}={redact(uri)}: cannot connect to {parsed.hostname}:{port} ({reason}); "
+                          f"{hint}") from None

@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 from detector.config import ConfigError
 from sweeps.compose import HelpRequested, compose_config, group_options, split_argv, usage
 from sweeps.failures import SweepAborted, failed_trials_message
-from sweeps.inputs import check_tracking_server
+from sweeps.inputs import check_study_storage, check_tracking_server
 from sweeps.lease import SweepBusy
 from sweeps.plan import SweepPlan, build_plan
 from sweeps.redact import redact
@@ -92,6 +92,8 @@ def run_plan(plan: SweepPlan, *, stop_after: Optional[int] = None, quiet: bool =
     from sweeps.driver import SweepDriver
 
     check_tracking_server(plan.tracking_uri)
+    if plan.search is not None:
+        check_study_storage(plan.search.storage)
 
     console = Console(quiet=quiet)
     outcome = SweepDriver(plan, console=console, stop_after=stop_after).run()

@@ -64,6 +64,9 @@ CASES = {
                                 "model.pretrained=/no/such/r50.pth does not exist here"),
     "unreachable tracking server": (["+sweep=gamma_alpha", "tracking.uri=http://127.0.0.1:{port}"],
                                     "tracking.uri=http://127.0.0.1:{port}: cannot connect to 127.0.0.1:{port}"),
+    "unreachable study database": (["+sweep=search", "sweep.storage=postgresql://u:secret@127.0.0.1:{port}/optuna"],
+                                   "sweep.storage=postgresql://u:***@127.0.0.1:{port}/optuna: cannot connect to "
+                                   "127.0.0.1:{port}"),
     "experiment as a path": (["+sweep=gamma_alpha", "tracking.experiment=../elsewhere"],
                              "tracking.experiment='../elsewhere' must be a plain name"),
     "sweep name as a path": (["+sweep=gamma_alpha", "sweep.name=reports/../../x"],
