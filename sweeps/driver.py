@@ -166,7 +166,7 @@ class SweepDriver:
         if info.local:
             prepare_datasets([plan.base_config])
         env = self._tag_environment(tracker, plan.base_config.data, info)
-        searcher, _ = make_searcher(search, plan.name, plan.profile, plan.base_seed)
+        searcher, _ = make_searcher(search, plan.name, plan.profile, plan.base_seed, plan.base_hash)
         scheduler = make_scheduler(search, plan.base_config.train.iterations)
         board = self._board(search.num_samples, before, info)
         recorder = MlflowCallback(plan, tracker, {}, self.invocation, env)

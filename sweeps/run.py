@@ -89,11 +89,13 @@ def run_plan(plan: SweepPlan, *, stop_after: Optional[int] = None, quiet: bool =
     A tracking server that does not answer is a one-line ConfigError before anything starts."""
     from rich.console import Console
 
-    from sweeps.driver import SweepDriver
+    from sweeps.driver import SweepDriver  # Ray and Tune load here, after the cheap checks of the command line
+    from sweeps.search import check_study_base
 
     check_tracking_server(plan.tracking_uri)
     if plan.search is not None:
         check_study_storage(plan.search.storage)
+        check_study_base(plan.search, plan.name, plan.profile, plan.base_hash)
 
     console = Console(quiet=quiet)
     outcome = SweepDriver(plan, console=console, stop_after=stop_after).run()

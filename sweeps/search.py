@@ -13,11 +13,13 @@ import optuna
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from detector.config import ConfigError
 from sweeps.redact import conceal, redact, reveal
 from sweeps.spec import SearchSpec
 from sweeps.trainable import FINAL_FLAG
 
 EARLY_STOPPED_ATTR = "early_stopped"  # Optuna user attribute of a trial ASHA stopped
+BASE_HASH_ATTR = "base_config_hash"  # Optuna user attribute of a study: the base config its trials ran on
 
 
 class EvalOnlyOptunaSearch(OptunaSearch):
@@ -71,14 +73,33 @@ def optuna_storage(storage: str) -> optuna.storages.BaseStorage:
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
-def make_searcher(spec: SearchSpec, name: str, profile: str, base_seed: int) -> tuple[OptunaSearch, int]:
-    """The searcher over the persistent study, and how many trials the study held before."""
+def check_study_base(spec: SearchSpec, name: str, profile: str, base_hash: str) -> None:
+    """A study holds the trials of one base config: a search with another one (say
+    train.lr=0.02) would mix incomparable values into the sampler's model and fail
+    the other search's running trials as stale. One line, before Ray starts."""
+    study = study_name(spec, name, profile)
+    try:
+        held = optuna.load_study(study_name=study, storage=optuna_storage(spec.storage)).user_attrs.get(BASE_HASH_ATTR)
+    except KeyError:  # no such study yet: this search creates it
+        return
+    if held is not None and held != base_hash:
+        raise ConfigError(f"study '{study}' in {describe_storage(spec)} holds trials of another base config "
+                          f"(hash {held}, this one {base_hash}): run with that config to continue it, "
+                          "or name a study of its own with sweep.study_name=...")
+
+
+def make_searcher(spec: SearchSpec, name: str, profile: str, base_seed: int,
+                  base_hash: str) -> tuple[OptunaSearch, int]:
+    """The searcher over the persistent study (marked with the base config it runs on),
+    and how many trials the study held before."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     storage = optuna_storage(spec.storage)
     name = study_name(spec, name, profile)
     direction = "maximize" if spec.mode == "max" else "minimize"
     study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction=direction)
+    if BASE_HASH_ATTR not in study.user_attrs:
+        study.set_user_attr(BASE_HASH_ATTR, base_hash)
     fail_stale_trials(study)
     before = len(study.trials)
     # Seeded, but never with the same seed twice for one study: a second run

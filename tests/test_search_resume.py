@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis import layout
@@ -50,3 +51,19 @@ def test_asha_stops_a_weak_trial_and_mlflow_and_optuna_both_say_so(tmp_path, mon
     stopped_alphas = sorted(layout.decode_overrides(c.data.tags[layout.OVERRIDES])["loss.alpha"] for c in stopped)
     assert sorted(t.params["loss.alpha"] for t in pruned) == stopped_alphas
     assert outcome.counts["finished"] == 6 and outcome.study.endswith("(6 trials)")
+
+
+def test_a_study_refuses_a_search_with_another_base_config(tmp_path):
+    from detector.config import ConfigError
+    from sweeps.search import BASE_HASH_ATTR, check_study_base, make_searcher
+    from sweeps.spec import SearchSpec
+
+    spec = SearchSpec(storage=str(tmp_path / "journal.log"))
+    check_study_base(spec, "search", "cpu", "aaa")  # no study yet: nothing to refuse
+    make_searcher(spec, "search", "cpu", base_seed=0, base_hash="aaa")
+    study = optuna.load_study(study_name="search-cpu", storage=optuna_storage(spec.storage))
+    assert study.user_attrs[BASE_HASH_ATTR] == "aaa"
+    check_study_base(spec, "search", "cpu", "aaa")  # the same base config continues it
+    with pytest.raises(ConfigError, match=r"^study 'search-cpu' in .*journal.log holds trials of another base "
+                                          r"config \(hash aaa, this one bbb\).*sweep.study_name=\.\.\.$"):
+        check_study_base(spec, "search", "cpu", "bbb")
