@@ -97,7 +97,8 @@ def test_cpu_profile_scenes_are_matchable_and_imbalanced(tmp_path):
     cfg = small_cfg(tmp_path, n_train=48, n_val=2)
     root = ensure_synthetic_dataset(cfg)
     model = ModelConfig(anchors=AnchorConfig(sizes=[16, 32, 64, 128, 256]))  # the cpu profile's anchors
-    figures = regime.regime_from_coco(root / "annotations" / "instances_train.json", model, 128, 128)
+    coco = json.loads((root / "annotations" / "instances_train.json").read_text())
+    figures = regime.regime_from_coco(coco, model, 128, 128)
     assert figures.unmatchable_share < 0.03  # objects >= 12 px: nearly every box has an anchor
     assert figures.positive_fraction < 5e-4  # old scenes (6 classes, 4-16 objects): 3e-3
 
