@@ -6,6 +6,8 @@ in (keyword-only), so a test or a sweep can swap any part.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -15,7 +17,7 @@ from torch import nn
 from detector.anchors import AnchorGenerator
 from detector.backbone import build_backbone
 from detector.box_coder import BoxCoder
-from detector.config import InferenceConfig, LossConfig, ModelConfig
+from detector.config import ConfigError, InferenceConfig, LossConfig, ModelConfig
 from detector.criterion import RetinaNetCriterion
 from detector.head import RetinaNetHead
 from detector.matcher import Matcher
@@ -101,6 +103,20 @@ def build_model(model_cfg: ModelConfig, loss_cfg: LossConfig, num_classes: int) 
                                    num_classes=num_classes)
     return RetinaNet(backbone=build_backbone(model_cfg), head=head, anchor_generator=anchor_generator,
                      box_coder=box_coder, criterion=criterion, inference=model_cfg.inference)
+
+
+def load_trained(model_cfg: ModelConfig, loss_cfg: LossConfig, num_classes: int, path: Path) -> RetinaNet:
+    """The RetinaNet a trial saved (`path`: run_trial's model.pt state dict), on the CPU.
+
+    Built without its starting backbone weights: the state dict holds every weight, and
+    `model.pretrained` (imagenet, synthetic) would otherwise download or pretrain first.
+    Weights of another configuration are a one-line ConfigError."""
+    model = build_model(dataclasses.replace(model_cfg, pretrained=None), loss_cfg, num_classes)
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except RuntimeError as error:
+        raise ConfigError(f"{Path(path).name} does not fit its config: {str(error).splitlines()[0]}") from None
+    return model
 
 
 def build_anchor_generator(model_cfg: ModelConfig) -> AnchorGenerator:

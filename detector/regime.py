@@ -41,13 +41,13 @@ from torch.utils.data import Dataset
 from torchvision.ops import box_iou
 
 from detector.anchors import AnchorGenerator, feature_map_sizes
-from detector.config import ConfigError, ModelConfig, TrialConfig
+from detector.config import ModelConfig, TrialConfig
 from detector.data.coco import CocoDetection, read_coco_json
 from detector.data.loader import build_datasets
 from detector.data.transforms import resize_scale
 from detector.losses import sigmoid_focal_loss
 from detector.matcher import IGNORE, NEGATIVE, POSITIVE, Matcher
-from detector.model import SIZE_DIVISIBLE, RetinaNet, build_anchor_generator, build_matcher, build_model
+from detector.model import SIZE_DIVISIBLE, RetinaNet, build_anchor_generator, build_matcher, load_trained
 
 SMALL_AREA, LARGE_AREA = 32.0 ** 2, 96.0 ** 2  # COCO's area ranges (original-image pixels)
 FIGURE4_SHARE = 0.8  # Figure 4 figure: fraction of the hardest samples carrying 80% of the loss
@@ -493,14 +493,8 @@ def profile_regime(cfg: TrialConfig, images: Optional[int] = None, seed: int = 0
 def trained_model(cfg: TrialConfig, checkpoint: str | Path) -> tuple[RetinaNet, CocoDetection]:
     """The RetinaNet of `cfg` with the weights in `checkpoint` (a state dict, e.g. run_trial's model.pt),
     and `cfg`'s validation set; weights of another configuration are a one-line ConfigError."""
-    path = Path(checkpoint).expanduser()
     _, val_set = build_datasets(cfg.data, train=False)
-    model = build_model(cfg.model, cfg.loss, val_set.num_classes)
-    try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except RuntimeError as error:
-        raise ConfigError(f"{path.name} does not fit its config: {str(error).splitlines()[0]}") from None
-    return model, val_set
+    return load_trained(cfg.model, cfg.loss, val_set.num_classes, Path(checkpoint).expanduser()), val_set
 
 
 def checkpoint_figures(cfg: TrialConfig, checkpoint: str | Path, images: int = 64, seed: int = 0) -> dict[str, Any]:

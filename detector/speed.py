@@ -21,7 +21,7 @@ import torch
 from detector.config import TrialConfig
 from detector.data.loader import build_datasets
 from detector.evaluate import time_inference, timing_inputs
-from detector.model import build_model
+from detector.model import load_trained
 from detector.train import resolve_device
 
 
@@ -45,8 +45,7 @@ def load_for_timing(cfg: TrialConfig, model_path: Path, device: torch.device) ->
     """(the model saved at `model_path` (run_trial's model.pt) on `device`, in the memory format
     `eval.channels_last` says, converted once here rather than once per pass; `cfg`'s validation set)."""
     _, val_set = build_datasets(cfg.data, train=False)
-    model = build_model(cfg.model, cfg.loss, val_set.num_classes)
-    model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
+    model = load_trained(cfg.model, cfg.loss, val_set.num_classes, model_path)
     memory = torch.channels_last if cfg.eval.channels_last else torch.contiguous_format
     return model.to(device).to(memory_format=memory).eval(), val_set
 

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from detector.config import AnchorConfig, LossConfig, ModelConfig
+from detector.config import AnchorConfig, ConfigError, LossConfig, ModelConfig
 from detector.head import prior_bias
-from detector.model import build_model
+from detector.model import build_model, load_trained
 
 K = 3
 
@@ -67,3 +67,25 @@ def test_group_norm_head_option():
     norms = [m for m in grouped.head.modules() if isinstance(m, torch.nn.GroupNorm)]
     assert len(norms) == 2  # one per conv of each subnet (head_convs=1)
     assert norms[0].num_groups == 16  # min(32, channels)
+
+
+@pytest.mark.parametrize("pretrained", ["synthetic", "imagenet", "/no/such/weights.pth"])
+def test_a_trained_model_loads_without_its_starting_weights(tmp_path, pretrained):
+    """Figure 4 and the quiet timing load a trial's model.pt: the config's model.pretrained
+    (a keyword the trial resolves, or a file of the trial's machine) is not needed then."""
+    saved = tiny_model()
+    torch.save(saved.state_dict(), tmp_path / "model.pt")
+    cfg = ModelConfig(depth=18, frozen_bn=False, fpn_channels=16, head_convs=1, head_channels=16,
+                      anchors=AnchorConfig(sizes=[16, 32, 64, 128, 256]), pretrained=pretrained)
+    loaded = load_trained(cfg, LossConfig(), K, tmp_path / "model.pt")
+    for name, value in saved.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+
+
+def test_a_model_of_another_config_is_a_one_line_error(tmp_path):
+    torch.save(tiny_model().state_dict(), tmp_path / "model.pt")
+    cfg = ModelConfig(depth=18, frozen_bn=False, fpn_channels=32, head_convs=1, head_channels=16,
+                      anchors=AnchorConfig(sizes=[16, 32, 64, 128, 256]))
+    with pytest.raises(ConfigError, match=r"^model.pt does not fit its config: Error\(s\) in loading") as info:
+        load_trained(cfg, LossConfig(), K, tmp_path / "model.pt")
+    assert "\n" not in str(info.value)
