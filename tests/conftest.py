@@ -19,8 +19,9 @@ def smoke_cache(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("synthetic-cache"))
 
 
-def start_local_ray() -> None:
-    """A quiet 2-CPU local Ray cluster for a test module's sweeps (they reuse it; the caller shuts it down)."""
+@pytest.fixture(scope="module")
+def local_ray():
+    """A quiet 2-CPU local Ray cluster for a test module's sweeps (they reuse it), shut down after the module."""
     import logging
 
     import ray
@@ -29,3 +30,5 @@ def start_local_ray() -> None:
 
     quiet_ray()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield
+    ray.shutdown()

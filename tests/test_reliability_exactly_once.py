@@ -17,7 +17,6 @@ import logging
 from pathlib import Path
 
 import pytest
-import ray
 import torch
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
@@ -29,7 +28,7 @@ from sweeps.driver import close_and_tally
 from sweeps.run import EXIT_ABORTED, EXIT_TRIALS_FAILED, plan_from
 from sweeps.tracking import SweepTracker
 from sweeps.trainable import restore_checkpoint
-from tests.conftest import compose_trial, start_local_ray
+from tests.conftest import compose_trial
 from tests.test_reliability_failures import FULL_DISK, FailsOnce, run_main, sweep_runs
 
 ONE_CELL = "sweep.trimmed.smoke={loss.gamma:[2.0],loss.alpha:[0.25]}"
@@ -43,11 +42,7 @@ def checkpoints_then_fails(cfg, *, workdir: Path, report) -> dict:
     raise RuntimeError("the worker died after its checkpoint")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    start_local_ray()
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")  # conftest: one local Ray cluster for the module
 
 
 def args(root: Path, *extra: str) -> list[str]:

@@ -15,7 +15,6 @@ import errno
 from pathlib import Path
 
 import pytest
-import ray
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -25,7 +24,6 @@ from sweeps.compose import compose_config, resolved
 from sweeps.run import EXIT_ABORTED, EXIT_TRIALS_FAILED, main
 from sweeps.tracking import SweepTracker
 from tests.fake_trials import ap_from_alpha
-from tests.conftest import start_local_ray
 
 TWO_CELLS = "sweep.trimmed.smoke={loss.gamma:[2.0],loss.alpha:[0.25,0.75]}"
 
@@ -41,11 +39,7 @@ def always_fails(cfg, *, workdir: Path, report) -> dict:
     raise RuntimeError("this trial never works")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    start_local_ray()
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")  # conftest: one local Ray cluster for the module
 
 
 def sweep_args(root: Path, function: str, *extra: str) -> list[str]:

@@ -14,12 +14,8 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-import ray
-
 from sweeps.lease import clear_stale_journal_lock
 from tests.test_reliability_failures import run_main, sweep_runs
-from tests.conftest import start_local_ray
 
 
 def left_lock(journal: Path, age_s: float) -> Path:
@@ -63,13 +59,6 @@ def test_a_young_lock_nobody_releases_is_removed_once_stale(tmp_path):
 def test_no_lock_nothing_said(tmp_path):
     said: list[str] = []
     assert clear_stale_journal_lock(tmp_path / "journal.log", said.append) is False and said == []
-
-
-@pytest.fixture
-def local_ray():
-    start_local_ray()
-    yield
-    ray.shutdown()
 
 
 def test_a_search_on_a_journal_with_a_stale_lock_says_so_and_runs(tmp_path, capsys, local_ray):
