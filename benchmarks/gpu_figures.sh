@@ -28,3 +28,16 @@ python3 benchmarks/train_memory_format.py $paper $scenes train.amp=false --steps
 python3 -m sweeps.train $paper data.synthetic.image_size=600 data.num_train_images=256 data.num_val_images=64 \
     train.iterations=300 train.steps=[250] train.warmup_iters=50 eval.timing_images=50 output_dir=$out
 cat "$out"/train/*/*/metrics.json
+# 5. issue 25: the trial's loop against the bare step, same model, same run (goal: loop / step >= 0.9)
+python3 benchmarks/loop_speed.py $paper $scenes data.num_train_images=256 train.amp=true train.channels_last=true \
+    data.num_workers=8 --device cuda --steps 20 --rounds 3
+python3 benchmarks/loop_speed.py --steps 20 --rounds 3   # the cpu profile on this machine's CPU: must not get slower
+# 6. issue 25: small trials packed on one GPU, k at a time (the cpu profile's main command, 10 trials each;
+#    the first run also makes the synthetic pretraining once): trials per hour against k
+for k in 1 4 8; do
+    start=$(date +%s)
+    python3 -m sweeps.run +sweep=gamma_alpha cluster.num_cpus=16 cluster.cpus_per_trial=$((16 / k)) \
+        cluster.gpus_per_trial=$(python3 -c "print(1 / $k)") tracking.uri=sqlite:///$PWD/$out/pack$k.db \
+        output_dir=$out/pack$k reports_dir=$out/pack$k/reports | tail -n 25
+    echo "k=$k: 10 trials in $(( $(date +%s) - start )) s"
+done

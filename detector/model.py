@@ -26,6 +26,11 @@ from detector.postprocess import postprocess_image
 # ImageNet statistics of torchvision's ResNet weights, for images in [0, 1].
 PIXEL_MEAN = (0.485, 0.456, 0.406)
 PIXEL_STD = (0.229, 0.224, 0.225)
+
+
+def unit_float(image: torch.Tensor) -> torch.Tensor:
+    """A uint8 image (3, H, W) as float in [0, 1] (x / 255, on its device); a float image as it is."""
+    return image.float().div_(255.0) if image.dtype == torch.uint8 else image
 SIZE_DIVISIBLE = 32  # inputs are zero-padded to a multiple of C5's stride: the FPN's upsampled maps then line up
 
 
@@ -54,7 +59,11 @@ class RetinaNet(nn.Module):
         self._anchor_cache: dict[tuple, torch.Tensor] = {}
 
     def batch_images(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """Normalise, then zero-pad to a common size divisible by `size_divisible`: (N, 3, H, W)."""
+        """Normalise, then zero-pad to a common size divisible by `size_divisible`: (N, 3, H, W).
+
+        Images are (3, H_i, W_i), uint8 (as the datasets read them) or float in
+        [0, 1]; uint8 is converted here, on the model's device."""
+        images = [unit_float(image) for image in images]
         height = max(image.shape[1] for image in images)
         width = max(image.shape[2] for image in images)
         d = self.size_divisible

@@ -60,9 +60,11 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.SGD
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
+    """The batch on `device`, copied without waiting (from pinned memory the copy overlaps compute)."""
     images, targets = batch
     images = [image.to(device, non_blocking=True) for image in images]
-    targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
+    targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+               for t in targets]
     return images, targets
 
 
@@ -87,17 +89,23 @@ class Trainer:
         self.iteration = 0
         self.images_seen = 0
         self.train_seconds = 0.0
+        # The first iteration whose loss was not finite (-1: none), kept on the device: testing
+        # the loss every step would make the host wait for each step's forward (a sync) before it
+        # could queue the backward; `checked` reads it when the loop reports, evaluates or saves.
+        self._first_nonfinite = torch.full((), -1, dtype=torch.long, device=device)
 
-    def step(self, batch: Batch) -> dict[str, float]:
-        """One SGD step on `batch`; returns the loss parts as floats."""
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One SGD step on `batch`; returns the loss parts as 0-dim tensors on the device.
+
+        Nothing here waits for the device; `checked(parts)` turns the parts into
+        floats and raises NonFiniteLossError if any loss since the start was not finite."""
         images, targets = to_device(batch, self.device)
         with torch.autocast(self.device.type, enabled=self.use_amp):
             losses = self.model(images, targets)
         loss = losses["loss_cls"] + losses["loss_box"]
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite loss at iteration {self.iteration}: loss_cls={losses['loss_cls'].item():.4g}, "
-                f"loss_box={losses['loss_box'].item():.4g} (lr {self.scheduler.get_last_lr()[0]:.4g})")
+        first = self._first_nonfinite
+        self._first_nonfinite = torch.where(~torch.isfinite(loss.detach()) & (first < 0),
+                                            first.new_full((), self.iteration), first)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip:
@@ -108,8 +116,19 @@ class Trainer:
         self.scheduler.step()
         self.iteration += 1
         self.images_seen += len(images)
-        return {"loss": loss.item(), "loss_cls": losses["loss_cls"].item(),
-                "loss_box": losses["loss_box"].item(), "num_pos": float(losses["num_pos"])}
+        return {"loss": loss.detach(), "loss_cls": losses["loss_cls"].detach(),
+                "loss_box": losses["loss_box"].detach(), "num_pos": torch.as_tensor(losses["num_pos"])}
+
+    def checked(self, parts: dict[str, torch.Tensor]) -> dict[str, float]:
+        """`parts` of the latest step as floats (this waits for the device), after raising
+        NonFiniteLossError if a loss since the start was not finite (its iteration named)."""
+        values = {name: float(value) for name, value in parts.items()}
+        first = int(self._first_nonfinite)
+        if first >= 0:
+            raise NonFiniteLossError(
+                f"non-finite loss at iteration {first} (found at {self.iteration}: loss_cls={values['loss_cls']:.4g}, "
+                f"loss_box={values['loss_box']:.4g}, lr {self.scheduler.get_last_lr()[0]:.4g})")
+        return values
 
     def state_dict(self) -> dict:
         """Everything a resumed run needs, as tensors, numbers, lists and dicts only, so that a
@@ -155,12 +174,19 @@ class Trainer:
         while self.iteration < cfg.iterations:
             start = time.perf_counter()
             parts = self.step(next(batches))
-            self.train_seconds += time.perf_counter() - start
+            self.train_seconds += time.perf_counter() - start  # the host's time: the device may lag (see below)
             done = self.iteration == cfg.iterations
-            if report and (self.iteration % cfg.log_every == 0 or done):
-                report({"iteration": self.iteration, "lr": self.scheduler.get_last_lr()[0], **parts})
-            if evaluate and cfg.eval_every and self.iteration % cfg.eval_every == 0 and not done:
+            log = self.iteration % cfg.log_every == 0 or done
+            evaluating = bool(evaluate and cfg.eval_every and self.iteration % cfg.eval_every == 0 and not done)
+            saving = bool(checkpoint and cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0)
+            if log or evaluating or saving:  # the loop's only waits for the device: never report, score or save a NaN
+                start = time.perf_counter()
+                values = self.checked(parts)
+                self.train_seconds += time.perf_counter() - start  # the queued steps' remaining device time
+                if report and log:
+                    report({"iteration": self.iteration, "lr": self.scheduler.get_last_lr()[0], **values})
+            if evaluating:
                 evaluate(self.iteration)
                 self.model.train()
-            if checkpoint and cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
+            if saving:
                 self.save(checkpoint)

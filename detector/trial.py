@@ -37,7 +37,8 @@ class _Evaluator:
         # torch's global RNG, so each evaluation shifted the training's random
         # flips after it (train.eval_every changed the trained model).
         self.loader = DataLoader(val_set, batch_size=cfg.train.batch_size, collate_fn=collate,
-                                 num_workers=cfg.data.num_workers, generator=torch.Generator().manual_seed(0))
+                                 num_workers=cfg.data.num_workers, generator=torch.Generator().manual_seed(0),
+                                 pin_memory=device.type == "cuda")
         self.last: Optional[CocoEvaluation] = None  # the latest evaluation, for the files of a finished trial
 
     def __call__(self, iteration: int) -> dict[str, float]:
@@ -140,7 +141,8 @@ def run_trial(cfg: TrialConfig, *, workdir: Path, report: Optional[Report] = Non
     checkpoint = workdir / CHECKPOINT_NAME
     _resume(trainer, checkpoint)
     evaluate = _Evaluator(trainer.model, val_set, cfg, device, report)
-    batches = build_train_loader(train_set, cfg.train.batch_size, cfg.data.num_workers, cfg.train.seed + trainer.iteration)
+    batches = build_train_loader(train_set, cfg.train.batch_size, cfg.data.num_workers,
+                                 cfg.train.seed + trainer.iteration, pin_memory=device.type == "cuda")
     trainer.fit(batches, report, evaluate, checkpoint)
     metrics = evaluate(trainer.iteration)
     result = {**metrics, "ms_per_image": _speed(trainer.model, val_set, cfg, device),

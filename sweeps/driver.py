@@ -91,8 +91,10 @@ class SweepDriver:
         resume = self._grid_resume(tracker, existing) if search is None else None
         if resume is not None and existing is not None and not resume[0]:
             return self._already_done(tracker, existing.info.run_id)
-        trials = len(resume[0]) if resume is not None else search.num_samples
-        self.console.print(estimate_line(self.plan, trials), highlight=False, soft_wrap=True)
+        # A search's trials are priced as its base config (its space moves the loss and anchors, not the size).
+        configs = ([cell.config for cell in resume[0]] if resume is not None
+                   else [self.plan.base_config] * search.num_samples)
+        self.console.print(estimate_line(self.plan, configs), highlight=False, soft_wrap=True)
         self._clear_journal_lock()
         with ray_cluster(self.plan.cluster, say=lambda line: self.console.print(line, highlight=False)) as info:
             resumed = tracker.open_parent(self.plan, existing)

@@ -31,6 +31,16 @@ def test_outputs_cover_every_anchor_of_an_800px_image():
     assert cls_logits.shape == (1, 120087, K) and box_deltas.shape == (1, 120087, 4)
 
 
+def test_uint8_images_are_the_float_images_over_255():
+    """The loader hands uint8 (a quarter of the bytes to copy); the model's
+    conversion on its device gives exactly the batch of x / 255 in float."""
+    model = tiny_model().eval()
+    pixels = torch.randint(0, 256, (3, 40, 56), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    as_uint8 = model.batch_images([pixels])
+    assert as_uint8.dtype == torch.float32 and as_uint8.shape == (1, 3, 64, 64)
+    assert torch.equal(as_uint8, model.batch_images([pixels.float() / 255]))
+
+
 def test_prior_init_gives_every_anchor_probability_pi():
     model = tiny_model(prior_prob=0.01).eval()
     with torch.no_grad():

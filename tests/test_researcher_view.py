@@ -24,8 +24,8 @@ from analysis import layout
 from sweeps.cluster import quiet_ray
 from sweeps.driver import SweepDriver
 from detector.pretrain import pretrained_path
-from sweeps.estimate import (MEASURED, PRETRAIN, SWEEP_OVERHEAD_S, TrialTime, estimate_line, estimate_seconds,
-                             machine_probe, pretraining_seconds)
+from sweeps.estimate import (MEASURED, PRETRAIN, SWEEP_OVERHEAD_S, TrialTime, cell_cost, estimate_line,
+                             estimate_seconds, machine_probe, pretraining_seconds, trial_seconds)
 from sweeps.run import _build_report, main_with, plan_from
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -134,12 +134,35 @@ def test_the_time_is_estimated_before_the_cluster_starts(fake_grid):
 
 def test_the_estimate_from_measured_figures(tmp_path):
     plan = plan_from(["+sweep=gamma_alpha", "cluster.num_cpus=2"])  # the cpu profile: 10 trials
-    per_trial = MEASURED["cpu"].seconds(plan.cells[0].config.train.iterations)
-    assert estimate_seconds(10, 2, per_trial) == 5 * per_trial + SWEEP_OVERHEAD_S
-    assert estimate_seconds(11, 2, per_trial) == 6 * per_trial + SWEEP_OVERHEAD_S  # an odd trial takes a round
-    assert estimate_line(plan, len(plan.cells)).startswith("10 trials, about ")  # with this machine's own probe
+    configs = [cell.config for cell in plan.cells]
+    per_trial = trial_seconds(configs[0], MEASURED["cpu"])
+    assert per_trial == MEASURED["cpu"].seconds(configs[0].train.iterations)  # the measured trial's own size
+    assert estimate_seconds([per_trial] * 10, 2) == 5 * per_trial + SWEEP_OVERHEAD_S
+    assert estimate_seconds([per_trial] * 11, 2) == 6 * per_trial + SWEEP_OVERHEAD_S  # an odd trial takes a round
+    assert estimate_seconds([1.0, 1.0, 4.0], 2) == 5.0 + SWEEP_OVERHEAD_S  # in order: 1+4 | 1, as Ray starts them
+    assert estimate_line(plan, configs).startswith("10 trials, about ")  # with this machine's own probe
     paper = plan_from(["+sweep=gamma_alpha", "profile=paper", "data=coco", f"data.root={tmp_path}"])  # must exist
-    assert estimate_line(paper, 3) == "3 trials, time unknown (no measured figures for profile paper)"
+    assert estimate_line(paper, configs[:3]) == "3 trials, time unknown (no measured figures for profile paper)"
+    gpu = plan_from(["+sweep=gamma_alpha", "cluster.num_cpus=2", "cluster.gpus_per_trial=0.5"])
+    assert estimate_line(gpu, configs[:3]) == "3 trials, time unknown (no GPU figures are measured)"
+
+
+def test_each_cell_is_priced_by_its_own_size():
+    """speed_accuracy's cells differ 2.4x (docs/FIDELITY.md E18): priced as one 128-px ResNet-18 cell each,
+    its estimate said ~20 min for 27 min 37 s of trials."""
+    plan = plan_from(["+sweep=speed_accuracy", "cluster.num_cpus=2"])
+    measured = MEASURED["cpu"]
+    by_shape = {(c.config.model.depth, c.config.data.min_size): cell_cost(c.config, measured) for c in plan.cells}
+    assert by_shape[(18, 128)] == 1.0
+    assert by_shape[(18, 96)] == pytest.approx(0.3 + 0.7 * 0.5625)  # E18 measured x0.76
+    assert by_shape[(18, 160)] == pytest.approx(0.3 + 0.7 * 1.5625)  # E18 measured x1.49
+    assert by_shape[(34, 128)] == pytest.approx(1.7)  # E18 measured x1.54-1.73
+    line = estimate_line(plan, [c.config for c in plan.cells], probe_now=measured.probe)
+    low = trial_seconds(next(c.config for c in plan.cells if c.config.model.depth == 18
+                             and c.config.data.min_size == 96), measured)
+    assert f"~{round(low)}-" in line  # a range, from the cheapest cell
+    flat = estimate_seconds([trial_seconds(plan.base_config, measured)] * len(plan.cells), 2)
+    assert estimate_seconds([trial_seconds(c.config, measured) for c in plan.cells], 2) > 1.2 * flat
 
 
 def test_the_estimate_scales_with_the_machine_probe():
@@ -148,7 +171,7 @@ def test_the_estimate_scales_with_the_machine_probe():
     iterations = plan.cells[0].config.train.iterations
     assert measured.seconds(iterations, probe_now=2 * measured.probe) == 2 * measured.seconds(iterations)
     assert TrialTime(1.0, 10.0, "a test").seconds(100, probe_now=5.0) == 110.0  # no probe then: not scaled
-    slower = estimate_line(plan, 14, probe_now=2 * measured.probe)
+    slower = estimate_line(plan, [plan.cells[0].config] * 14, probe_now=2 * measured.probe)
     assert f"~{2 * measured.seconds(iterations):.0f} s each" in slower
     assert slower.endswith("this machine at 0.5x the speed of the one measured)")
 
@@ -160,10 +183,10 @@ def test_the_estimate_counts_a_pretraining_still_to_make(tmp_path):
     expected = PRETRAIN.fixed + PRETRAIN.per_iteration * model.pretrain.steps * (model.pretrain.crop_size / 64) ** 2
     assert pretraining_seconds(plan) == pytest.approx(expected)
     assert pretraining_seconds(plan, probe_now=2 * PRETRAIN.probe) == pytest.approx(2 * expected)
-    assert f"after ~{expected:.0f} s of one-time pretraining" in estimate_line(plan, 10, probe_now=PRETRAIN.probe)
+    assert f"after ~{expected:.0f} s of one-time pretraining" in estimate_line(plan, [plan.base_config] * 10, probe_now=PRETRAIN.probe)
     pretrained_path(model, plan.base_config.data).parent.mkdir(parents=True, exist_ok=True)
     pretrained_path(model, plan.base_config.data).write_bytes(b"cached")
-    assert pretraining_seconds(plan) == 0.0 and "pretraining" not in estimate_line(plan, 10, probe_now=0.135)
+    assert pretraining_seconds(plan) == 0.0 and "pretraining" not in estimate_line(plan, [plan.base_config] * 10, probe_now=0.135)
 
 
 def test_the_machine_probe_times_one_thread_and_restores_the_thread_count():

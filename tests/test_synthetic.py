@@ -143,7 +143,7 @@ def test_loader_reads_it_back(tmp_path):
     assert train_set.num_classes == 20 and train_set.label_to_category_id == list(range(1, 40, 2))
     coco = val_set.coco  # pycocotools
     image, target = val_set[0]
-    assert image.shape == (3, 128, 128) and image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
+    assert image.shape == (3, 128, 128) and image.dtype == torch.uint8
     anns = coco.loadAnns(coco.getAnnIds(imgIds=[target["image_id"]]))
     expected = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)])
     assert torch.equal(target["boxes"], expected)

@@ -252,10 +252,14 @@ def check_image_files(name: str, image_dir: Path, ids: np.ndarray, file_names: n
 
 
 def image_to_tensor(path: Path) -> Tensor:
-    """Read an image file as a float tensor (3, H, W) in [0, 1]; grayscale, CMYK, palette -> RGB."""
+    """Read an image file as a uint8 tensor (3, H, W); grayscale, CMYK, palette -> RGB.
+
+    uint8, not float: the loader's workers hand a quarter of the bytes to the
+    main process and the device, and the model converts to float on the device
+    (RetinaNet.batch_images)."""
     with Image.open(path) as img:
         pixels = np.array(img.convert("RGB"))  # (H, W, 3) uint8; np.array copies, so writable
-    return torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0)
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
 
 
 # ---- the dataset ---------------------------------------------------------------

@@ -85,8 +85,12 @@ def collate(batch: list[tuple[Tensor, dict[str, Any]]]) -> Batch:
     return images, targets
 
 
-def build_train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int) -> Iterator[Batch]:
+def build_train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int,
+                       pin_memory: bool = False) -> Iterator[Batch]:
     """Endless batches, reshuffled every epoch by a generator seeded with `seed`.
+
+    `pin_memory` (for a CUDA device): the batches arrive in page-locked memory,
+    so their copy to the device can overlap the previous step's kernels.
 
     The seeded generator fixes the order of the images and, with workers, each
     worker's torch seed, so the same seed gives the same batches. Incomplete
@@ -98,7 +102,7 @@ def build_train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator, collate_fn=collate,
                         num_workers=num_workers, drop_last=len(dataset) >= batch_size,
-                        persistent_workers=num_workers > 0)
+                        persistent_workers=num_workers > 0, pin_memory=pin_memory)
     return _forever(loader)
 
 

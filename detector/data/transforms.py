@@ -1,7 +1,8 @@
 """Joint image/target transforms: resize (with optional scale jitter) and flip.
 
 Every transform is a callable `(image, target) -> (image, target)` where
-`image` is a float tensor (3, H, W) in [0, 1] and `target["boxes"]` is a
+`image` is a tensor (3, H, W), uint8 as the datasets read it (or float in
+[0, 1]), and `target["boxes"]` is a
 (G, 4) float32 tensor of (x1, y1, x2, y2) pixels of the current image.
 Randomness comes from torch's global generator, which training seeds.
 """
@@ -12,6 +13,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 Target = dict[str, Any]
@@ -66,8 +68,7 @@ class Resize:
         scale = resize_scale(h, w, self.short_side(), self.max_size)
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
         if size != (h, w):  # at scale 1 (the synthetic profiles) skip the copy
-            # (3, H, W) -> (1, 3, H, W) -> interpolate -> (3, H', W')
-            image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=False)[0]
+            image = _resize(image, size)
         target = dict(target)
         target["boxes"] = target["boxes"] * scale
         target["scale"] = float(target.get("scale", 1.0)) * scale
@@ -75,6 +76,14 @@ class Resize:
 
     def __repr__(self) -> str:
         return f"Resize(min_size={self.min_size}, max_size={self.max_size}, jitter={self.jitter})"
+
+
+def _resize(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize of (3, H, W) to `size`, keeping the dtype (uint8 stays uint8, rounded)."""
+    if image.dtype == torch.uint8:  # torchvision's uint8 kernel: no float copy in the loader's workers
+        return TF.resize(image, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=False)
+    # (3, H, W) -> (1, 3, H, W) -> interpolate -> (3, H', W')
+    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=False)[0]
 
 
 class RandomHorizontalFlip:
