@@ -41,3 +41,8 @@ for k in 1 4 8; do
         output_dir=$out/pack$k reports_dir=$out/pack$k/reports | tail -n 25
     echo "k=$k: 10 trials in $(( $(date +%s) - start )) s"
 done
+# 7. issue 25: Figure 2's axes on the GPU at a stated batch (eval.timing_batch; batch 1 is launch-bound there):
+#    the speed_accuracy grid, one seed, a short schedule (the timing, not the AP, is what this step is for)
+python3 -m sweeps.run +sweep=speed_accuracy sweep.seeds=1 train.iterations=60 train.steps=[50] train.warmup_iters=10 \
+    eval.timing_batch=16 eval.timing_images=64 cluster.num_cpus=16 cluster.cpus_per_trial=4 cluster.gpus_per_trial=0.25 \
+    tracking.uri=sqlite:///$PWD/$out/fig2.db output_dir=$out/fig2 reports_dir=$out/fig2/reports | tail -n 30

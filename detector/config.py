@@ -85,6 +85,7 @@ def validate(config: TrialConfig) -> None:
     _validate_train(config.train)
     _check(config.eval.backend in BACKENDS,
            f"eval.backend={config.eval.backend!r} must be one of {', '.join(BACKENDS)}")
+    _check(config.eval.timing_batch >= 1, f"eval.timing_batch={config.eval.timing_batch} must be >= 1")
 
 
 def _one_of(name: str, value: Any, registry: dict) -> None:

@@ -161,25 +161,32 @@ def timing_inputs(dataset: Any, eval_cfg: "EvalConfig", images: Optional[int] = 
 
 @torch.inference_mode()
 def time_inference(model: nn.Module, images: list[torch.Tensor], device: torch.device, warmup: int,
-                   channels_last: bool = False) -> float:
-    """Milliseconds per image, batch size 1, post-processing included.
+                   channels_last: bool = False, batch: int = 1) -> float:
+    """Milliseconds per image, post-processing included, `batch` images per forward.
 
     The first `warmup` images are run untimed (allocator, cuDNN autotuning,
-    lazy init); CUDA is synchronised around the timed loop so queued kernels
-    are counted. `channels_last`: time a copy of the model in NHWC memory
-    format (the model itself is left as it is).
+    lazy init), in forwards of `batch` (at least one); CUDA is synchronised
+    around the timed loop so queued kernels are counted. `channels_last`: time
+    a copy of the model in NHWC memory format (the model itself is left as it
+    is). Batch 1 is the paper's measure; on a GPU a batch-1 forward of a small
+    network is bound by kernel launches, not by the arithmetic (docs/BENCHMARKS.md),
+    so a stated larger batch shows how the cost grows with size and depth.
     """
     if channels_last:
         model = copy.deepcopy(model).to(memory_format=torch.channels_last)
     model.eval()
     images = [image.to(device) for image in images]
-    for image in images[:warmup]:
-        model([image])
     timed = images[warmup:] or images
+    if batch == 1:
+        warm = [[image] for image in images[:warmup]]
+    else:  # forwards of the timed batches' shape build their kernels: ceil(warmup / batch), at least one
+        warm = [timed[:batch]] * max(1, -(-warmup // batch))
+    for chunk in warm:
+        model(chunk)
     _synchronize(device)
     start = time.perf_counter()
-    for image in timed:
-        model([image])
+    for first in range(0, len(timed), batch):
+        model(timed[first:first + batch])
     _synchronize(device)
     return 1000.0 * (time.perf_counter() - start) / len(timed)
 

@@ -208,6 +208,9 @@ class EvalConfig:
 
     backend: str = "faster_coco_eval"  # faster_coco_eval | pycocotools
     timing_images: int = 20  # images timed for ms/image (after warm-up)
+    # Images per timed forward. 1 is the paper's measure (Figure 2); on a GPU a batch-1 forward is
+    # bound by kernel launches, so ms/image stays flat with size and depth (docs/BENCHMARKS.md).
+    timing_batch: int = 1
     warmup_images: int = 3
     # ms/image is timed with the model in channels_last (NHWC), the memory format
     # oneDNN's fast CPU convolutions and GPU tensor cores use. Measured on the

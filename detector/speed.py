@@ -61,7 +61,7 @@ def measure_speed(cfg: TrialConfig, model_path: Path, repeats: int = 5, threads:
     inputs, warmup = timing_inputs(val_set, cfg.eval, images)
 
     def one_pass() -> float:
-        return time_inference(model, inputs, device, warmup=warmup)
+        return time_inference(model, inputs, device, warmup=warmup, batch=cfg.eval.timing_batch)
 
     one_pass()  # untimed: caches, allocator
     return Speed(tuple(one_pass() for _ in range(repeats)))

@@ -52,7 +52,8 @@ class _Evaluator:
 def _speed(model: RetinaNet, val_set, cfg: TrialConfig, device: torch.device) -> float:
     """Inference ms/image over the first validation images (warm-up excluded)."""
     images, warmup = timing_inputs(val_set, cfg.eval)
-    return time_inference(model, images, device, warmup=warmup, channels_last=cfg.eval.channels_last)
+    return time_inference(model, images, device, warmup=warmup, channels_last=cfg.eval.channels_last,
+                          batch=cfg.eval.timing_batch)
 
 
 @torch.inference_mode()

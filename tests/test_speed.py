@@ -49,6 +49,23 @@ def test_channels_last_timing_leaves_the_model_as_it_was():
         assert torch.equal(p, before[name]) and p.is_contiguous(), name
 
 
+def test_timing_in_batches_runs_the_stated_forwards():
+    """eval.timing_batch=2, 3 warm-up and 4 timed images: ceil(3 / 2) = 2 untimed forwards of the timed
+    batches' shape, then 2 timed forwards of 2; batch 1 keeps one forward per image."""
+    import torch
+
+    from detector.evaluate import time_inference
+
+    model, sizes = _smoke_model(), []
+    model.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    images = [torch.rand(3, 64, 64) for _ in range(7)]
+    assert time_inference(model, images, torch.device("cpu"), warmup=3, batch=2) > 0
+    assert sizes == [2, 2, 2, 2]
+    sizes.clear()
+    time_inference(model, images, torch.device("cpu"), warmup=3)
+    assert sizes == [1] * 7
+
+
 def test_timed_inference_builds_no_autograd_graph():
     import torch
 
