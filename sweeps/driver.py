@@ -59,6 +59,7 @@ class SweepOutcome:
     fit_seconds: float = 0.0  # wall time of the trials phase (Ray Tune), startup and report excluded
     reports_dir: Optional[Path] = None  # set once the report is written
     report_error: Optional[str] = None
+    findings: list = field(default_factory=list)  # the report's FindingResults (analysis/findings.py), once written
 
 
 class SweepDriver:

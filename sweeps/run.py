@@ -37,7 +37,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         overrides, config_dir = split_argv(sys.argv[1:] if argv is None else argv)
         plan = plan_from(overrides, config_dir)
-        outcome = run_plan(plan)
+        outcome = run_plan(plan, overrides=overrides, config_dir=config_dir)
     except HelpRequested as request:
         print(usage("sweeps.run", request.config_dir))
         return
@@ -73,7 +73,8 @@ def main_with(overrides: list[str], *, config_dir: Optional[str] = None, stop_af
 
     `stop_after=N` ends the sweep once N trials have finished, as Ctrl-C would.
     Raises ConfigError (one line) for bad input."""
-    return run_plan(plan_from(overrides, config_dir), stop_after=stop_after, quiet=quiet)
+    return run_plan(plan_from(overrides, config_dir), stop_after=stop_after, quiet=quiet, overrides=overrides,
+                    config_dir=config_dir)
 
 
 def plan_from(overrides: list[str], config_dir: Optional[str] = None) -> SweepPlan:
@@ -84,9 +85,12 @@ def plan_from(overrides: list[str], config_dir: Optional[str] = None) -> SweepPl
     return build_plan(compose_config(overrides, config_dir), overrides, config_dir)
 
 
-def run_plan(plan: SweepPlan, *, stop_after: Optional[int] = None, quiet: bool = False) -> Any:
+def run_plan(plan: SweepPlan, *, stop_after: Optional[int] = None, quiet: bool = False,
+             overrides: Optional[Sequence[str]] = None, config_dir: Optional[str] = None) -> Any:
     """Run on Ray, record in MLflow, report. Returns the SweepOutcome.
-    A tracking server that does not answer is a one-line ConfigError before anything starts."""
+    A tracking server that does not answer is a one-line ConfigError before anything starts.
+    With the `overrides` that made the plan, an undecided finding gets the command that would
+    decide it (sweeps/decide.py)."""
     from rich.console import Console
 
     from sweeps.driver import SweepDriver  # Ray and Tune load here, after the cheap checks of the command line
@@ -105,18 +109,34 @@ def run_plan(plan: SweepPlan, *, stop_after: Optional[int] = None, quiet: bool =
         time_quietly(plan, SweepTracker(outcome.tracking_uri, plan.experiment), outcome.parent_run_id,
                      say=lambda line: console.print(line, highlight=False))
     _build_report(outcome, console)
+    if overrides is not None and not outcome.interrupted:
+        _say_what_would_decide(plan, outcome, list(overrides), config_dir, console)
     print_summary(outcome, console)
     return outcome
 
 
+def _say_what_would_decide(plan: SweepPlan, outcome: Any, overrides: list[str], config_dir: Optional[str],
+                           console: Any) -> None:
+    """After the findings: for each undecided one, the command that adds the seeds it needs, and its time."""
+    from sweeps.decide import decide_lines
+    from sweeps.estimate import MEASURED, estimate_line, machine_probe
+
+    measured = MEASURED.get(plan.profile)
+    probe = machine_probe() if measured and measured.probe and outcome.findings else None
+    for line in decide_lines(plan, outcome.findings, overrides, config_dir, plan_from,
+                             lambda bigger, configs: estimate_line(bigger, configs, probe_now=probe)):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
 def _build_report(outcome: Any, console: Any) -> None:
     """Tables, findings and plots from MLflow; a failure is shown, not hidden (the results are safe in MLflow)."""
-    from analysis.report import build_report
+    from analysis.report import create_report
 
     try:
-        outcome.reports_dir = build_report(outcome.parent_run_id, tracking_uri=outcome.tracking_uri,
-                                           experiment=outcome.plan.experiment,
-                                           reports_dir=outcome.plan.reports_root, console=console)
+        report = create_report(outcome.parent_run_id, tracking_uri=outcome.tracking_uri,
+                               experiment=outcome.plan.experiment, reports_dir=outcome.plan.reports_root,
+                               console=console)
+        outcome.reports_dir, outcome.findings = report.out_dir, report.findings
     except Exception as error:  # noqa: BLE001 - reported in the summary, with the command to retry
         outcome.report_error = f"building the report failed: {type(error).__name__}: {error}"
 

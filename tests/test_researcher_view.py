@@ -165,6 +165,23 @@ def test_each_cell_is_priced_by_its_own_size():
     assert estimate_seconds([trial_seconds(c.config, measured) for c in plan.cells], 2) > 1.2 * flat
 
 
+def test_an_undecided_finding_says_the_command_and_time_that_would_decide_it():
+    """gamma_alpha on the cpu profile: 6 cells, the two headline cells at 3 seeds (focus), 10 trials.
+    sweep.seeds=5 makes 30; the 10 finished are kept, so 4 x 4 + 2 x 2 = 20 new trials are priced."""
+    from types import SimpleNamespace as Row
+
+    from sweeps.decide import decide_lines
+
+    overrides = ["+sweep=gamma_alpha", "cluster.num_cpus=2", "sweep.seeds=1"]
+    plan = plan_from(overrides)
+    findings = [Row(id="a", verdict="inconclusive", seeds_needed=5), Row(id="b", verdict="reproduced", seeds_needed=None),
+                Row(id="c", verdict="inconclusive", seeds_needed=5), Row(id="d", verdict="inconclusive", seeds_needed=1)]
+    lines = decide_lines(plan, findings, overrides, None, lambda more, config_dir: plan_from(more, config_dir),
+                         lambda bigger, configs: f"{len(configs)} new trials of {len(bigger.cells)}")
+    assert lines == ["to decide a, c (~5 seeds per cell): python -m sweeps.run +sweep=gamma_alpha cluster.num_cpus=2 "
+                     "sweep.seeds=5  [20 new trials of 30; the finished seeds are kept]"]
+
+
 def test_the_estimate_scales_with_the_machine_probe():
     plan = plan_from(["+sweep=gamma_alpha", "cluster.num_cpus=2"])
     measured = MEASURED["cpu"]
