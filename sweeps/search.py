@@ -8,8 +8,9 @@ import hashlib
 import json
 import logging
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import optuna
 from ray.tune.schedulers import ASHAScheduler
@@ -95,11 +96,21 @@ def optuna_storage(storage: str) -> optuna.storages.BaseStorage:
     Optuna's trial heartbeats on: a RUNNING trial is stale only once its owner stopped
     renewing it (sweeps/ledger.py's thread renews it with the sweep's lease)."""
     if "://" in storage:
-        return ConcealedRDBStorage(storage, heartbeat_interval=int(HEARTBEAT_S), grace_period=int(EXPIRY_S))
+        with _quiet_experimental():
+            return ConcealedRDBStorage(storage, heartbeat_interval=int(HEARTBEAT_S), grace_period=int(EXPIRY_S))
     from optuna.storages.journal import JournalFileBackend
 
     path = Path(storage).expanduser().resolve()
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+@contextmanager
+def _quiet_experimental() -> Iterator[None]:
+    """Optuna marks its heartbeat API experimental (since 2.9) with a warning per use; the
+    terminal is for one-line messages, and tests/test_search_resume.py pins what we rely on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 def check_study_base(spec: SearchSpec, name: str, profile: str, base_hash: str) -> None:
@@ -166,7 +177,8 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
     study's lease (sweeps/ledger.py), so no other live driver of it exists."""
     running = running_trials(study)
     if is_heartbeat_enabled(study._storage):
-        optuna.storages.fail_stale_trials(study)
+        with _quiet_experimental():
+            optuna.storages.fail_stale_trials(study)
         still = set(running_trials(study))
         return [number for number in running if number not in still]
     for number in running:
