@@ -233,13 +233,18 @@ def _age(tags: dict[str, str]) -> float:
 
 
 def _pid_alive(pid: str) -> bool:
+    """Whether process `pid` of this host runs (a zombie, killed but not yet reaped, does not)."""
     try:
         os.kill(int(pid), 0)
     except (ValueError, ProcessLookupError):
         return False
     except PermissionError:
         return True  # exists, someone else's
-    return True
+    try:
+        state = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): it exists
+    return state != "Z"
 
 
 # -- what a driver holds -----------------------------------------------------------

@@ -59,4 +59,4 @@ def mlflow_server(postgres, tmp_path_factory):
     server = pg.MlflowServer(backend, tmp_path_factory.mktemp("mlartifacts"))
     server.start()
     yield server
-    server.stop()
+    server.stop(graceful=False)  # thrown away with its database

@@ -74,8 +74,8 @@ class Postgres:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} -c fsync=off"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-o", options, "-w", "start")
 
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -90,7 +90,7 @@ class Postgres:
 
     def remove(self) -> None:
         try:
-            self.stop()
+            self.stop(mode="immediate")  # thrown away: no checkpoint needed
         except subprocess.CalledProcessError:
             pass
         shutil.rmtree(self.root, ignore_errors=True)
@@ -124,11 +124,11 @@ class MlflowServer:
                 time.sleep(0.5)
         raise RuntimeError(f"mlflow server did not answer on {self.uri} within {timeout:.0f} s")
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = True) -> None:
         """Stop it and every process it started (its workers)."""
         if self.process is None or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
+        os.killpg(self.process.pid, signal.SIGTERM if graceful else signal.SIGKILL)
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -86,15 +86,21 @@ def test_another_hosts_lease_is_taken_over_only_once_its_heartbeat_expired(clien
 
 
 def test_a_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(client, key):
+    """Even one killed and not yet reaped by its parent (a zombie, as a test's Popen leaves it)."""
     import socket
     import subprocess
     import sys
+    from pathlib import Path
 
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    _forge(client, key, socket.gethostname(), gone.stdout.strip(), time.time())
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    stat = Path(f"/proc/{gone.pid}/stat")
+    while stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.05)
+    _forge(client, key, socket.gethostname(), str(gone.pid), time.time())
     lease = _lease(client, key)
     lease.acquire(wait=False)
     lease.release()
+    gone.wait()
 
 
 def test_two_drivers_taking_over_one_expired_lease_at_once_one_wins(client, key):
