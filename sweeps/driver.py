@@ -182,8 +182,8 @@ class SweepDriver:
         if info.local:
             prepare_datasets([plan.base_config])
         env = self._tag_environment(tracker, plan.base_config.data, info)
-        token = self.ledger.token if self.ledger is not None else ""
-        searcher, _ = make_searcher(search, plan.name, plan.profile, plan.base_seed, plan.base_hash, token)
+        token, dead = (self.ledger.token, frozenset(self.ledger.dead_owners)) if self.ledger else ("", frozenset())
+        searcher, _ = make_searcher(search, plan.name, plan.profile, plan.base_seed, plan.base_hash, token, dead)
         if self.ledger is not None:
             self.ledger.beat_also(searcher.heartbeat)
         scheduler = make_scheduler(search, plan.base_config.train.iterations)

@@ -97,11 +97,12 @@ class StoreLease:
     """One key's lease in one MLflow store; see the module docstring."""
 
     def __init__(self, client: MlflowClient, key: str, label: str, heartbeat_s: float = HEARTBEAT_S,
-                 expiry_s: float = EXPIRY_S) -> None:
+                 expiry_s: float = EXPIRY_S, token: Optional[str] = None) -> None:
         self.client, self.key, self.label = client, key, label
         self.name = lease_name(key)
         self.heartbeat_s, self.expiry_s = heartbeat_s, expiry_s
-        self.token = secrets.token_hex(8)
+        self.token = token or secrets.token_hex(8)
+        self.succeeded: Optional[str] = None  # the token of a stale holder this lease took over from
         self.experiment_id: Optional[str] = None
         self.lost: Optional[LeaseLost] = None
         self.on_lost: Callable[[LeaseLost], None] = lambda error: None
@@ -135,7 +136,10 @@ class StoreLease:
         if held is None or not is_stale(held, self.expiry_s):
             return False
         self._retire(held.experiment_id, "expired")
-        return self._create()
+        if not self._create():
+            return False
+        self.succeeded = held.tags.get(TOKEN)
+        return True
 
     def _create(self) -> bool:
         """The atomic step: create the reserved name with our holder record (False if it exists)."""
@@ -259,13 +263,20 @@ class SweepLedger:
         self.local = SweepLease.for_sweep(uri, output_dir, experiment, name, profile, base_hash)
         with store_lock(uri):  # the first use of a SQLite store creates it: one process at a time
             client = MlflowClient(tracking_uri=uri)
+        self.token = secrets.token_hex(8)  # one for all its leases: it also marks the Optuna trials it owns
         label = f"sweep {name} ({profile})"
-        self.leases = [StoreLease(client, sweep_key(uri, experiment, name, profile), label, heartbeat_s, expiry_s)]
+        self.leases = [StoreLease(client, sweep_key(uri, experiment, name, profile), label, heartbeat_s, expiry_s,
+                                  self.token)]
         if study is not None:
             storage, study_name = study
             self.leases.append(StoreLease(client, study_key(storage, study_name), f"study '{study_name}'",
-                                          heartbeat_s, expiry_s))
-        self.token = self.leases[0].token
+                                          heartbeat_s, expiry_s, self.token))
+
+    @property
+    def dead_owners(self) -> set[str]:
+        """Tokens of stale holders this invocation took over from: their drivers are gone
+        (a dead pid here, or an expired heartbeat), so their RUNNING trials are too."""
+        return {lease.succeeded for lease in self.leases if lease.succeeded}
 
     def acquire(self, wait: bool, notify: Callable[[str], None] = print) -> None:
         """The flock first (instant on one host), then each store lease; all or none."""

@@ -26,11 +26,14 @@ from sweeps.trainable import FINAL_FLAG
 
 EARLY_STOPPED_ATTR = "early_stopped"  # Optuna user attribute of a trial ASHA stopped
 BASE_HASH_ATTR = "base_config_hash"  # Optuna user attribute of a study: the base config its trials ran on
+OWNER_ATTR = "sweep_owner"  # Optuna user attribute of a trial: the lease token of the driver that asked for it
 
 
 class EvalOnlyOptunaSearch(OptunaSearch):
     """OptunaSearch fed only the evaluation reports: training reports carry
     losses but no AP, and OptunaSearch would fail looking the metric up."""
+
+    owner = ""  # this driver's lease token (sweeps/ledger.py), set on each trial it asks for
 
     def suggest(self, trial_id: str) -> Optional[dict]:
         """Ray's suggest (an Optuna ask), then the new trial's first heartbeat: an RDB study
@@ -40,6 +43,9 @@ class EvalOnlyOptunaSearch(OptunaSearch):
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
             config = super().suggest(trial_id)
         self._beat(trial_id)
+        trial = self._ot_trials.get(trial_id)
+        if trial is not None and self.owner and OWNER_ATTR not in trial.user_attrs:
+            trial.set_user_attr(OWNER_ATTR, self.owner)
         return config
 
     def heartbeat(self) -> None:
@@ -129,9 +135,11 @@ def check_study_base(spec: SearchSpec, name: str, profile: str, base_hash: str) 
 
 
 def make_searcher(spec: SearchSpec, name: str, profile: str, base_seed: int,
-                  base_hash: str, token: str = "") -> tuple[EvalOnlyOptunaSearch, int]:
+                  base_hash: str, token: str = "",
+                  dead_owners: frozenset[str] = frozenset()) -> tuple[EvalOnlyOptunaSearch, int]:
     """The searcher over the persistent study (marked with the base config it runs on),
-    and how many trials the study held before. `token`: this driver's lease token."""
+    and how many trials the study held before. `token`: this driver's lease token;
+    `dead_owners`: tokens of drivers known dead (their leases were taken over)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     storage = optuna_storage(spec.storage)
@@ -140,13 +148,14 @@ def make_searcher(spec: SearchSpec, name: str, profile: str, base_seed: int,
     study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction=direction)
     if BASE_HASH_ATTR not in study.user_attrs:
         study.set_user_attr(BASE_HASH_ATTR, base_hash)
-    fail_stale_trials(study)
+    fail_stale_trials(study, dead_owners)
     before = len(study.trials)
     seed = sampler_seed(base_seed, before, token, live=bool(running_trials(study)))
     sampler = (optuna.samplers.TPESampler(seed=seed) if spec.sampler == "tpe"
                else optuna.samplers.RandomSampler(seed=seed))
     searcher = EvalOnlyOptunaSearch(space=optuna_space(spec), metric=spec.metric, mode=spec.mode,
                                     sampler=sampler, study_name=name, storage=storage)
+    searcher.owner = token
     return searcher, before
 
 
@@ -167,18 +176,23 @@ def running_trials(study: optuna.Study) -> list[int]:
     return [trial.number for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
 
 
-def fail_stale_trials(study: optuna.Study) -> list[int]:
+def fail_stale_trials(study: optuna.Study, dead_owners: frozenset[str] | set[str] = frozenset()) -> list[int]:
     """Mark FAIL the RUNNING trials whose owner is gone, so the study's counts are
     right and the sampler does not wait on them; returns their numbers.
 
-    An RDB study: only those whose Optuna heartbeat expired (optuna.storages.fail_stale_trials);
-    a live driver's trials, on any host, are left alone. A journal file (no heartbeats
-    in Optuna 5.1): every RUNNING trial, which is safe because this driver holds the
-    study's lease (sweeps/ledger.py), so no other live driver of it exists."""
+    An RDB study: those whose Optuna heartbeat expired (optuna.storages.fail_stale_trials),
+    and at once those of `dead_owners` (a driver killed on this host a moment ago: its
+    heartbeat has not expired yet, but its lease was taken over); a live driver's trials,
+    on any host, are left alone. A journal file (no heartbeats in Optuna 5.1): every
+    RUNNING trial, which is safe because this driver holds the study's lease
+    (sweeps/ledger.py), so no other live driver of it exists."""
     running = running_trials(study)
     if is_heartbeat_enabled(study._storage):
         with _quiet_experimental():
             optuna.storages.fail_stale_trials(study)
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if trial.user_attrs.get(OWNER_ATTR) in dead_owners:
+                study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         still = set(running_trials(study))
         return [number for number in running if number not in still]
     for number in running:

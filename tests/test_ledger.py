@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis.layout import LEASE_PREFIX
-from sweeps.ledger import (BEAT, HOST, PID, LeaseLost, StoreLease, lease_name, normalise_uri, study_key,
+from sweeps.ledger import (BEAT, HOST, PID, TOKEN, LeaseLost, StoreLease, lease_name, normalise_uri, study_key,
                            sweep_key)
 from sweeps.lease import SweepBusy, store_lock
 
@@ -70,7 +70,8 @@ def test_a_held_lease_refuses_in_one_line_and_others_are_free(client, key):
 
 def _forge(client: MlflowClient, key: str, host: str, pid: str, beat: float) -> str:
     """A lease written as another driver would have written it."""
-    return client.create_experiment(lease_name(key), tags={HOST: host, PID: pid, BEAT: f"{beat:.3f}"})
+    return client.create_experiment(lease_name(key), tags={HOST: host, PID: pid, BEAT: f"{beat:.3f}",
+                                                           TOKEN: "theirs"})
 
 
 def test_another_hosts_lease_is_taken_over_only_once_its_heartbeat_expired(client, key):
@@ -82,6 +83,7 @@ def test_another_hosts_lease_is_taken_over_only_once_its_heartbeat_expired(clien
     lease = _lease(client, key, expiry_s=60)
     lease.acquire(wait=False)
     assert client.get_experiment_by_name(lease_name(key)).experiment_id == lease.experiment_id
+    assert lease.succeeded == "theirs"  # their search's trials are known dead (sweeps/search.py)
     lease.release()
 
 
