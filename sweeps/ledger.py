@@ -117,6 +117,7 @@ class StoreLease:
         while not self._try_take():
             held = self._read()
             if held is None:
+                time.sleep(0.05)
                 continue  # released between our create and our read: try again
             if not wait:
                 raise SweepBusy(f"{self.label} is already running ({describe(held)}); wait for it, stop it, "
@@ -160,14 +161,16 @@ class StoreLease:
         return False
 
     def _read(self) -> Optional[Experiment]:
-        """The live lease experiment of this key, if any."""
-        found = self.client.get_experiment_by_name(self.name)
-        return found if found is not None and found.lifecycle_stage == "active" else None
+        """The experiment holding this key's name, if any (deleted ones too: one deleted by
+        hand in the MLflow UI still holds the name, and is stale)."""
+        return self.client.get_experiment_by_name(self.name)
 
     def _retire(self, experiment_id: str, why: str) -> None:
         """Free the reserved name (rename), then delete the experiment. Either step may
         fail because another driver retired it first: harmless, the create decides."""
         try:
+            if self.client.get_experiment(experiment_id).lifecycle_stage != "active":
+                self.client.restore_experiment(experiment_id)  # MLflow renames only active experiments
             self.client.rename_experiment(experiment_id, f"{self.name}/{why}-{uuid.uuid4().hex[:12]}")
             self.client.delete_experiment(experiment_id)
         except MlflowException:
@@ -222,9 +225,9 @@ def describe(lease: Experiment) -> str:
 
 
 def is_stale(lease: Experiment, expiry_s: float) -> bool:
-    """Its heartbeat expired, or it names this host and a process that no longer exists."""
+    """Deleted (by hand), its heartbeat expired, or it names this host and a process that no longer exists."""
     tags = lease.tags
-    if _age(tags) > expiry_s:
+    if lease.lifecycle_stage != "active" or _age(tags) > expiry_s:
         return True
     return tags.get(HOST) == socket.gethostname() and not _pid_alive(tags.get(PID, ""))
 

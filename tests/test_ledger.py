@@ -87,6 +87,14 @@ def test_another_hosts_lease_is_taken_over_only_once_its_heartbeat_expired(clien
     lease.release()
 
 
+def test_a_lease_deleted_by_hand_in_the_mlflow_ui_does_not_block_its_sweep(client, key):
+    client.delete_experiment(_forge(client, key, "elsewhere", "1", time.time()))  # it keeps its name
+    lease = _lease(client, key)
+    lease.acquire(wait=False)
+    assert client.get_experiment_by_name(lease_name(key)).experiment_id == lease.experiment_id
+    lease.release()
+
+
 def test_a_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(client, key):
     """Even one killed and not yet reaped by its parent (a zombie, as a test's Popen leaves it)."""
     import socket
