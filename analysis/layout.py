@@ -20,6 +20,8 @@ from urllib.parse import quote, urlencode
 from typing import Any, Iterable, Mapping, Optional, Protocol, Sequence
 
 EXPERIMENT = "retinanet-sweeps"  # the default experiment name
+# experiments named so are the sweep ledger's leases (sweeps/ledger.py), not sweeps: no listing shows them
+LEASE_PREFIX = ".sweep-lease/"
 
 # -- tags ------------------------------------------------------------------
 PARENT_ID = "mlflow.parentRunId"  # MLflow's own: nests a child under its parent in the UI

@@ -164,7 +164,8 @@ def trial_record(run: Run) -> TrialRecord:
 def _experiment_id(client: MlflowClient, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        names = ", ".join(e.name for e in client.search_experiments()) or "none"
+        names = ", ".join(e.name for e in client.search_experiments()
+                          if not e.name.startswith(layout.LEASE_PREFIX)) or "none"
         raise AnalysisError(f"no experiment {name!r} (experiments: {names})")
     return experiment.experiment_id
 

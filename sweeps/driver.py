@@ -33,7 +33,8 @@ from sweeps.continuation import parent_to_continue
 from sweeps.estimate import estimate_line
 from sweeps.failures import SweepAborted, aborted_message
 from sweeps.inputs import resolve_tracking_uri
-from sweeps.lease import SweepLease, clear_stale_journal_lock
+from sweeps.ledger import SweepLedger
+from sweeps.lease import clear_stale_journal_lock
 from sweeps.plan import Cell, SweepPlan
 from sweeps.progress import MlflowPoller, ProgressBoard, ProgressCallback
 from sweeps.tracking import SweepTracker
@@ -72,15 +73,29 @@ class SweepDriver:
         self.uri = resolve_tracking_uri(plan.tracking_uri)
         self.invocation = uuid.uuid4().hex  # tags the child runs this invocation touches
         self.fit_seconds = 0.0
+        self.ledger: Optional[SweepLedger] = None
 
     def run(self) -> SweepOutcome:
-        """Under the sweep's lease (one invocation at a time), run it."""
+        """Under the sweep's ledger (one invocation at a time per parent run and per
+        study, on any host: sweeps/ledger.py), run it."""
         plan = self.plan
-        lease = SweepLease.for_sweep(self.uri, plan.output_dir, plan.experiment, plan.name, plan.profile,
-                                     plan.base_hash)
-        lease.acquire(wait=plan.wait, notify=lambda line: self.console.print(line, highlight=False))
-        with lease:
+        study = None
+        if plan.search is not None:
+            from sweeps.search import study_name
+
+            study = (plan.search.storage, study_name(plan.search, plan.name, plan.profile))
+        ledger = SweepLedger(self.uri, plan.output_dir, plan.experiment, plan.name, plan.profile, plan.base_hash,
+                             study=study)
+        ledger.acquire(wait=plan.wait, notify=lambda line: self.console.print(line, highlight=False))
+        with ledger:
+            self.ledger = ledger
             return self._run()
+
+    def _stop_if_lost(self, recorder: MlflowCallback) -> None:
+        """A lease taken over under us (it expired: this driver could not renew it) stops
+        the Tune run like a failed store: one line, exit 69, the same command continues."""
+        if self.ledger is not None:
+            self.ledger.on_lost(lambda error: setattr(recorder, "broken", recorder.broken or error))
 
     def _run(self) -> SweepOutcome:
         """Open the store (fails before Ray starts if unreachable), find the
@@ -154,6 +169,7 @@ class SweepDriver:
         env = self._tag_environment(tracker, plan.cells[0].config.data, info)
         board = self._board(len(pending), before, info)
         recorder = MlflowCallback(plan, tracker, previous, self.invocation, env)
+        self._stop_if_lost(recorder)
         run = self._run_config(plan, info, recorder, self._progress(plan, board, info))
         self._fit(grid_tuner(plan, pending, run), board, tracker, plan, info, recorder)
         return self._finish(tracker, len(pending), before)
@@ -169,10 +185,14 @@ class SweepDriver:
         if info.local:
             prepare_datasets([plan.base_config])
         env = self._tag_environment(tracker, plan.base_config.data, info)
-        searcher, _ = make_searcher(search, plan.name, plan.profile, plan.base_seed, plan.base_hash)
+        token, dead = (self.ledger.token, frozenset(self.ledger.dead_owners)) if self.ledger else ("", frozenset())
+        searcher, _ = make_searcher(search, plan.name, plan.profile, plan.base_seed, plan.base_hash, token, dead)
+        if self.ledger is not None:
+            self.ledger.beat_also(searcher.heartbeat)
         scheduler = make_scheduler(search, plan.base_config.train.iterations)
         board = self._board(search.num_samples, before, info)
         recorder = MlflowCallback(plan, tracker, {}, self.invocation, env)
+        self._stop_if_lost(recorder)
         tuner = search_tuner(plan, searcher, scheduler,
                              self._run_config(plan, info, recorder, self._progress(plan, board, info)))
         self._fit(tuner, board, tracker, plan, info, recorder)

@@ -32,3 +32,31 @@ def local_ray():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster (tests/pg.py) for the session; skips, saying why, without one."""
+    from tests import pg
+
+    reason = pg.unavailable()
+    if reason:
+        pytest.skip(reason)
+    cluster = pg.Postgres()
+    cluster.start()
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(postgres, tmp_path_factory):
+    """An MLflow tracking server on a fresh PostgreSQL database, for a test module."""
+    import uuid
+
+    from tests import pg
+
+    backend = postgres.create_database(f"mlflow_{uuid.uuid4().hex[:8]}")
+    server = pg.MlflowServer(backend, tmp_path_factory.mktemp("mlartifacts"))
+    server.start()
+    yield server
+    server.stop(graceful=False)  # thrown away with its database

@@ -30,3 +30,23 @@ def ap_from_alpha(cfg, *, workdir: Path, report) -> dict:
 
 def _metrics(ap: float) -> dict[str, float]:
     return {name: ap for name in COCO_METRICS}
+
+
+def slow_ap(cfg, *, workdir: Path, report) -> dict:
+    """`ap_from_alpha` taking FAKE_TRIAL_STEP_S (default 0.2) seconds per logged step, and
+    holding its first report until the file FAKE_TRIAL_GATE exists (if set): a test acts
+    while the trial runs (a second driver, an outage), then lets it go on."""
+    import os
+
+    step = float(os.environ.get("FAKE_TRIAL_STEP_S", "0.2"))
+    gate = os.environ.get("FAKE_TRIAL_GATE")
+    original = report
+
+    def slow_report(values: dict) -> None:
+        while gate and not Path(gate).exists():
+            time.sleep(0.2)
+        if "loss" in values:
+            time.sleep(step)
+        original(values)
+
+    return ap_from_alpha(cfg, workdir=workdir, report=slow_report)

@@ -1,4 +1,5 @@
-"""The sweep lease: exclusive, one line naming its holder, taken over from a dead holder."""
+"""The local sweep lease (a flock): exclusive, one line naming its holder, taken over from a dead holder.
+Waiting, and the lease every host sees: tests/test_ledger.py and tests/test_ledger_server.py."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -52,19 +52,6 @@ def test_a_lease_left_by_a_killed_process_is_taken_over(tmp_path):
     lease.acquire(wait=False)  # no clean-up needed: the kernel released the dead holder's lock
     assert f"pid {os.getpid()}," in lease.holder()
     lease.release()
-
-
-def test_waiting_takes_the_lease_once_the_holder_ends(tmp_path):
-    holder = _holder(tmp_path)
-    lines: list[str] = []
-    started = time.monotonic()
-    killer = subprocess.Popen([sys.executable, "-c", f"import os, time; time.sleep(1); os.kill({holder.pid}, 9)"])
-    with SweepLease(tmp_path, "same sweep", "demo (smoke)") as lease:
-        lease.acquire(wait=True, notify=lines.append)
-        assert time.monotonic() - started >= 0.5
-    killer.wait()
-    holder.wait()
-    assert lines and "waiting for it to end" in lines[0]
 
 
 def test_store_lock_is_only_for_sqlite_files(tmp_path):

@@ -31,6 +31,6 @@ def test_every_exit_status_of_the_command_is_explained():
 
 def test_one_host_and_across_hosts_are_both_stated():
     stated = section()
-    assert "What holds on **one host**" in stated
-    assert "What does **not** hold **across hosts**" in stated
-    assert "is not built" in stated  # the shared ledger: said plainly
+    assert "What holds **on one host and across hosts**" in stated
+    assert "What does **not** hold:" in stated  # the ledger's limits, said plainly
+    assert "sweeps/ledger.py" in stated and "tests/test_ledger_server.py" in stated

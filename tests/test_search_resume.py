@@ -3,6 +3,7 @@ early, recorded as such in MLflow and in the Optuna study."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import optuna
@@ -26,6 +27,29 @@ def test_running_trials_left_by_a_dead_driver_are_failed(tmp_path):
     assert fail_stale_trials(again) == [t.number for t in left]
     states = [t.state for t in again.get_trials()]
     assert states == [optuna.trial.TrialState.COMPLETE] + [optuna.trial.TrialState.FAIL] * 2
+
+
+def test_in_an_rdb_study_only_trials_whose_heartbeat_expired_are_failed(tmp_path):
+    """Another live search's trials are left alone (they used to be failed as stale, on any
+    storage, which broke that search); those of a driver whose lease was taken over (known
+    dead) are failed at once; the seed of a search beside a live one differs."""
+    from sweeps.search import OWNER_ATTR, sampler_seed
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="s", storage=optuna_storage(url), direction="maximize")
+    dead, live, killed = study.ask(), study.ask(), study.ask()
+    study._storage.record_heartbeat(dead._trial_id)
+    killed.set_user_attr(OWNER_ATTR, "gone")
+    quick = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=2)
+    again = optuna.load_study(study_name="s", storage=quick)
+    time.sleep(4.5)  # SQLite's clock has whole seconds
+    for trial in (live, killed):
+        study._storage.record_heartbeat(trial._trial_id)  # renewed a moment ago
+    assert fail_stale_trials(again, dead_owners={"gone"}) == [dead.number, killed.number]
+    assert [t.state for t in again.get_trials()] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING,
+                                                     optuna.trial.TrialState.FAIL]
+    assert sampler_seed(7, 2, "a", live=False) == sampler_seed(7, 2, "b", live=False) == 9  # alone: reproducible
+    assert sampler_seed(7, 2, "a", live=True) != sampler_seed(7, 2, "b", live=True)
 
 
 def test_asha_stops_a_weak_trial_and_mlflow_and_optuna_both_say_so(tmp_path, monkeypatch, smoke_cache):
