@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis.layout import LEASE_PREFIX
@@ -120,6 +121,7 @@ def test_two_searches_on_one_shared_study_are_fenced_and_no_live_trial_is_failed
     assert leases(client) == []
 
 
+@pytest.mark.outage  # ~3 min: not in the default run (pyproject.toml); python -m pytest -m outage
 def test_a_database_outage_mid_sweep_loses_and_duplicates_nothing(mlflow_server, postgres, smoke_cache, tmp_path):
     client = MlflowClient(mlflow_server.uri)
     args = ["+sweep=gamma_alpha", "sweep.trimmed.smoke={loss.gamma:[2.0],loss.alpha:[0.25,0.75]}",
