@@ -195,7 +195,13 @@ class SweepDriver:
         self._stop_if_lost(recorder)
         tuner = search_tuner(plan, searcher, scheduler,
                              self._run_config(plan, info, recorder, self._progress(plan, board, info)))
-        self._fit(tuner, board, tracker, plan, info, recorder)
+        try:
+            self._fit(tuner, board, tracker, plan, info, recorder)
+        finally:  # interrupted or stopped: our unfinished trials FAIL now, not after their heartbeat expires
+            try:
+                searcher.fail_open_trials()
+            except Exception:  # noqa: BLE001 - the store is down: the heartbeat expiry fails them later
+                pass
         outcome = self._finish(tracker, search.num_samples, before)
         count = study_trial_count(search, plan.name, plan.profile)
         outcome.study = f"'{study_name(search, plan.name, plan.profile)}' in {describe_storage(search)} ({count} trials)"

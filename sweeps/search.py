@@ -60,6 +60,16 @@ class EvalOnlyOptunaSearch(OptunaSearch):
         if trial is not None and is_heartbeat_enabled(storage):
             storage.record_heartbeat(trial._trial_id)
 
+    def fail_open_trials(self) -> list[str]:
+        """Mark FAIL the trials this search asked for and never finished (a Ctrl-C, a stopped
+        sweep): a driver that ends leaves none of its own RUNNING in the study, where the next
+        run would otherwise wait for their heartbeat to expire. Returns their Tune ids."""
+        open_ids = [trial_id for trial_id in list(self._ot_trials) if trial_id not in self._completed_trials]
+        for trial_id in open_ids:
+            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+        return open_ids
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if self.metric in result:
             super().on_trial_result(trial_id, result)

@@ -52,6 +52,25 @@ def test_in_an_rdb_study_only_trials_whose_heartbeat_expired_are_failed(tmp_path
     assert sampler_seed(7, 2, "a", live=True) != sampler_seed(7, 2, "b", live=True)
 
 
+def test_a_search_that_ends_leaves_none_of_its_trials_running(tmp_path):
+    """After a Ctrl-C the driver's own unfinished trials were left RUNNING in an RDB study until
+    their heartbeat expired (fault_injection --server --search: 2 left RUNNING after a SIGINT)."""
+    from sweeps.run import plan_from
+    from sweeps.search import make_searcher
+    from sweeps.trainable import FINAL_FLAG
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    plan = plan_from(["+sweep=search", "profile=smoke", f"sweep.storage={url}"])
+    searcher, _ = make_searcher(plan.search, plan.name, plan.profile, plan.base_seed, plan.base_hash, "me",
+                                frozenset())
+    searcher.suggest("a"), searcher.suggest("b")
+    searcher.on_trial_complete("a", {searcher.metric: 0.5, FINAL_FLAG: True})  # a trial that returned
+    assert searcher.fail_open_trials() == ["b"]
+    study = searcher._ot_study
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    assert searcher.fail_open_trials() == []
+
+
 def test_asha_stops_a_weak_trial_and_mlflow_and_optuna_both_say_so(tmp_path, monkeypatch, smoke_cache):
     # Ray's workers inherit the environment: they import tests.fake_trials from here.
     monkeypatch.setenv("PYTHONPATH", str(PROJECT))
