@@ -219,9 +219,10 @@ def write_pr_curves(evaluation: CocoEvaluation, path: Path) -> Path:
 
 def _pixels(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) uint8 or float in [0, 1] -> (H, W, 3) uint8 for PIL."""
+    image = image.detach().cpu()
     if image.dtype != torch.uint8:
-        image = (image.detach().clamp(0, 1) * 255).byte()
-    return image.detach().cpu().permute(1, 2, 0).numpy()
+        image = (image.clamp(0, 1) * 255).byte()
+    return image.permute(1, 2, 0).numpy()
 
 
 def draw_detections(image: torch.Tensor, truth: dict, output: dict, names: list[str],

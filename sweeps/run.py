@@ -118,11 +118,13 @@ def run_plan(plan: SweepPlan, *, stop_after: Optional[int] = None, quiet: bool =
 def _say_what_would_decide(plan: SweepPlan, outcome: Any, overrides: list[str], config_dir: Optional[str],
                            console: Any) -> None:
     """After the findings: for each undecided one, the command that adds the seeds it needs, and its time."""
-    from sweeps.decide import decide_lines
+    from sweeps.decide import decide_lines, seeds_to_decide
     from sweeps.estimate import MEASURED, estimate_line, machine_probe
 
+    if not seeds_to_decide(outcome.findings, plan.seeds):
+        return  # every finding decided (or none more seeds would decide): no probe, no plans to build
     measured = MEASURED.get(plan.profile)
-    probe = machine_probe() if measured and measured.probe and outcome.findings else None
+    probe = machine_probe() if measured and measured.probe else None
     for line in decide_lines(plan, outcome.findings, overrides, config_dir, plan_from,
                              lambda bigger, configs: estimate_line(bigger, configs, probe_now=probe)):
         console.print(line, highlight=False, soft_wrap=True)
