@@ -113,6 +113,9 @@ def _validate_model(model: ModelConfig) -> None:
     p = model.pretrain
     _check(min(p.images, p.steps, p.batch_size, p.crop_size) > 0 and p.lr > 0 and p.context >= 1.0,
            "model.pretrain needs images, steps, batch_size, crop_size and lr > 0, and context >= 1")
+    _check(all(depth in RESNETS and steps > 0 for depth, steps in p.depth_steps.items()),
+           f"model.pretrain.depth_steps={p.depth_steps!r}: each key must be a depth "
+           f"({', '.join(map(str, RESNETS))}) and each value > 0")
     _check(0.0 <= p.label_smoothing < 1.0, f"model.pretrain.label_smoothing={p.label_smoothing} must be in [0, 1)")
     _check(len(model.box_coder_weights) == 4, "model.box_coder_weights must have 4 values")
     anchors = model.anchors

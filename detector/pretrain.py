@@ -45,10 +45,14 @@ HELD_OUT = 0.1  # fraction of crops kept aside to measure the classifier's accur
 
 
 def pretrained_key(depth: int, pretrain: PretrainConfig, scenes: SyntheticConfig) -> str:
-    """Short stable hash of what the weights depend on: depth, pretraining and scene settings."""
+    """Short stable hash of what the weights depend on: depth, pretraining and scene settings.
+
+    The pretraining enters as this depth uses it (its own steps), so a change to another
+    depth's `depth_steps` entry keeps this depth's weights."""
     scene_settings = {k: v for k, v in dataclasses.asdict(scenes).items() if k != "seed"}  # pretrain.seed is used
-    payload = {"version": PRETRAIN_VERSION, "depth": depth, "pretrain": dataclasses.asdict(pretrain),
-               "scenes": scene_settings}
+    settings = dataclasses.asdict(pretrain.for_depth(depth))
+    del settings["depth_steps"]  # resolved into `steps` above
+    payload = {"version": PRETRAIN_VERSION, "depth": depth, "pretrain": settings, "scenes": scene_settings}
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -76,7 +80,8 @@ def ensure_pretrained(model_cfg: ModelConfig, data_cfg: DataConfig, log: Optiona
         return path
     log = log or _say
     log(f"pretraining ResNet-{model_cfg.depth} on synthetic object crops (once; cached as {path.name})")
-    state, summary = pretrain_resnet(model_cfg.depth, model_cfg.pretrain, data_cfg.synthetic, log)
+    pretrain = model_cfg.pretrain.for_depth(model_cfg.depth)
+    state, summary = pretrain_resnet(model_cfg.depth, pretrain, data_cfg.synthetic, log)
     log(f"pretrained ResNet-{model_cfg.depth}: {summary['accuracy']:.1%} held-out crop accuracy "
         f"in {summary['seconds']:.0f} s")
     path.parent.mkdir(parents=True, exist_ok=True)

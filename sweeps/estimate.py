@@ -198,7 +198,7 @@ def pretraining_seconds(plan: SweepPlan, probe_now: Optional[float] = None) -> f
 def _pretrain_steps(model: "ModelConfig") -> float:
     """The pretraining's steps in ResNet-18 steps of PRETRAIN_CROP-px crops (what PRETRAIN measured)."""
     scale = PRETRAIN_DEPTH_COST.get(model.depth, 1.0) * (model.pretrain.crop_size / PRETRAIN_CROP) ** 2
-    return scale * model.pretrain.steps
+    return scale * model.pretrain.for_depth(model.depth).steps
 
 
 def _duration(seconds: float) -> str:

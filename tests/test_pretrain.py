@@ -75,12 +75,29 @@ def test_resolve_weights_replaces_only_the_synthetic_keyword(tmp_path):
     assert cfg.model.pretrained == "synthetic"  # the input is not changed
 
 
+def test_each_depth_is_pretrained_for_its_own_steps(tmp_path):
+    pretrain = PretrainConfig(**{**TINY, "depth_steps": {34: 7}})
+    assert pretrain.for_depth(34).steps == 7 and pretrain.for_depth(18).steps == TINY["steps"]
+    assert pretrain.for_depth(34).depth_steps == {}
+    data = dataclasses.replace(TrialConfig().data, cache_dir=str(tmp_path), synthetic=SCENES)
+
+    def path(depth: int, settings: PretrainConfig):
+        return pretrained_path(ModelConfig(depth=depth, pretrained="synthetic", pretrain=settings), data)
+
+    # ResNet-34's weights are those of 7 plain steps; ResNet-18's ignore the 34 entry.
+    assert path(34, pretrain) == path(34, PretrainConfig(**{**TINY, "steps": 7, "depth_steps": {}}))
+    assert path(18, pretrain) == path(18, PretrainConfig(**{**TINY, "depth_steps": {}}))
+    assert path(34, pretrain) != path(34, PretrainConfig(**{**TINY, "depth_steps": {}}))
+
+
 def test_synthetic_weights_need_synthetic_data():
     with pytest.raises(ConfigError, match=r"^model.pretrained=synthetic needs data.kind=synthetic"):
         TrialConfig.from_dict({"model": {"pretrained": "synthetic", "frozen_bn": True},
                                "data": {"kind": "coco", "root": "/data/coco"}})
     with pytest.raises(ConfigError, match=r"^model.pretrain needs"):
         TrialConfig.from_dict({"model": {"pretrain": {"steps": 0}}})
+    with pytest.raises(ConfigError, match=r"^model.pretrain.depth_steps=\{35: 500\}: each key must be a depth"):
+        TrialConfig.from_dict({"model": {"pretrain": {"depth_steps": {35: 500}}}})
 
 
 def test_smoke_trial_with_the_synthetic_backbone(tmp_path, smoke_cache):
