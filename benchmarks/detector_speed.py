@@ -24,6 +24,7 @@ from torchvision.models.detection.retinanet import RetinaNetHead as TvHead
 
 from detector.backbone import build_backbone
 from detector.config import AnchorConfig, LossConfig, ModelConfig, SyntheticConfig
+from detector.evaluate import synchronize
 from detector.model import build_model
 
 PRESETS = {
@@ -65,15 +66,10 @@ def fake_batch(batch: int, image: int, num_classes: int, device: torch.device, s
     return images, targets
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def train_seconds(model, optimizer, images, targets, device, amp: bool, iters: int) -> float:
     """Seconds per iteration of forward + backward + step over `iters` iterations."""
     model.train()
-    sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(iters):
         with torch.autocast(device.type, enabled=amp):
@@ -82,7 +78,7 @@ def train_seconds(model, optimizer, images, targets, device, amp: bool, iters: i
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    sync(device)
+    synchronize(device)
     return (time.perf_counter() - start) / iters
 
 
@@ -90,12 +86,12 @@ def train_seconds(model, optimizer, images, targets, device, amp: bool, iters: i
 def infer_seconds(model, images, device, amp: bool) -> float:
     """Seconds per image at batch size 1."""
     model.eval()
-    sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for image in images:
         with torch.autocast(device.type, enabled=amp):
             model([image])
-    sync(device)
+    synchronize(device)
     return (time.perf_counter() - start) / len(images)
 
 

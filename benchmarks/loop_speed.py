@@ -25,36 +25,31 @@ import time
 import torch
 
 from detector.data.loader import build_datasets, build_train_loader
+from detector.evaluate import synchronize
 from detector.model import build_model
 from detector.pretrain import resolve_weights
 from detector.train import Trainer, seed_everything, to_device
 from sweeps.compose import trial_config
 
 
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued kernels, so a timed span holds its own work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def bare_step_rate(trainer: Trainer, batch, steps: int) -> float:
     """Images/s of `steps` SGD steps on one batch that is already on the device."""
     on_device = to_device(batch, trainer.device)
-    sync(trainer.device)
+    synchronize(trainer.device)
     start = time.perf_counter()
     for _ in range(steps):
         trainer.step(on_device)
-    sync(trainer.device)
+    synchronize(trainer.device)
     return steps * len(batch[0]) / (time.perf_counter() - start)
 
 
 def loop_rate(trainer: Trainer, batches, steps: int) -> float:
     """Images/s of `steps` iterations of the trial's loop (`Trainer.fit`: loading, copy, logging)."""
     trainer.cfg = dataclasses.replace(trainer.cfg, iterations=trainer.iteration + steps)
-    sync(trainer.device)
+    synchronize(trainer.device)
     start = time.perf_counter()
     trainer.fit(batches, report=lambda metrics: None)
-    sync(trainer.device)
+    synchronize(trainer.device)
     return steps * trainer.cfg.batch_size / (time.perf_counter() - start)
 
 

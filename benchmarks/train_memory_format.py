@@ -27,17 +27,12 @@ import time
 import torch
 
 from detector.data.loader import build_datasets, build_train_loader
+from detector.evaluate import synchronize
 from detector.model import build_model
 from detector.train import Trainer, seed_everything
 from sweeps.compose import trial_config
 
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the GPU's queued kernels, so that a step's time is its own."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def step_times(overrides: list[str], steps: int, device: torch.device) -> dict[str, list[float]]:
@@ -54,10 +49,10 @@ def step_times(overrides: list[str], steps: int, device: torch.device) -> dict[s
     for index in range(steps + 1):
         batch = next(batches)
         for name, trainer in trainers.items():
-            sync(device)
+            synchronize(device)
             start = time.perf_counter()
             trainer.step(batch)
-            sync(device)
+            synchronize(device)
             if index:  # the first step of each builds kernels and caches
                 times[name].append(time.perf_counter() - start)
     return times

@@ -142,7 +142,8 @@ def predict(model: nn.Module, batches: Iterable, label_to_category_id: list[int]
     return results
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels, so that a timed span holds its own work (CUDA runs async)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -183,11 +184,11 @@ def time_inference(model: nn.Module, images: list[torch.Tensor], device: torch.d
         warm = [timed[:batch]] * max(1, -(-warmup // batch))
     for chunk in warm:
         model(chunk)
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     for first in range(0, len(timed), batch):
         model(timed[first:first + batch])
-    _synchronize(device)
+    synchronize(device)
     return 1000.0 * (time.perf_counter() - start) / len(timed)
 
 
