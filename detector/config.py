@@ -53,8 +53,22 @@ def _build(kind: type, values: Any, prefix: str) -> Any:
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
-        kwargs[name] = _build(hint, value, f"{prefix}{name}.") if dataclasses.is_dataclass(hint) else value
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _int_keys(hint, value, f"{prefix}{name}")
     return kind(**kwargs)
+
+
+def _int_keys(hint: Any, value: Any, name: str) -> Any:
+    """A `dict[int, ...]` value with its keys as ints: a config read back from JSON (an MLflow
+    artifact, a Tune checkpoint) has them as strings ("34"), which would match no depth."""
+    if typing.get_origin(hint) is not dict or typing.get_args(hint)[:1] != (int,) or not isinstance(value, dict):
+        return value
+    try:
+        return {int(key): item for key, item in value.items()}
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r}: its keys must be integers") from None
 
 
 def _check(ok: bool, message: str) -> None:

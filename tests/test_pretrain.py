@@ -98,6 +98,10 @@ def test_synthetic_weights_need_synthetic_data():
         TrialConfig.from_dict({"model": {"pretrain": {"steps": 0}}})
     with pytest.raises(ConfigError, match=r"^model.pretrain.depth_steps=\{35: 500\}: each key must be a depth"):
         TrialConfig.from_dict({"model": {"pretrain": {"depth_steps": {35: 500}}}})
+    # read back from JSON (a run's config.yaml logged by MLflow), the keys are strings
+    assert TrialConfig.from_dict({"model": {"pretrain": {"depth_steps": {"34": 7}}}}).model.pretrain.depth_steps == {34: 7}
+    with pytest.raises(ConfigError, match=r"^model.pretrain.depth_steps=\{'x': 7\}: its keys must be integers"):
+        TrialConfig.from_dict({"model": {"pretrain": {"depth_steps": {"x": 7}}}})
 
 
 def test_smoke_trial_with_the_synthetic_backbone(tmp_path, smoke_cache):
