@@ -105,10 +105,10 @@ def print_table(table: Table, console: Console | None = None) -> None:
         console.print(f"  [yellow]note[/yellow] {note}", markup=True, highlight=False)
 
 
-def default_console() -> Console:
+def default_console(quiet: bool = False) -> Console:
     """The terminal; 200 columns wide when output goes to a file or pipe (rich's 80 wraps tables)."""
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
+    console = Console(quiet=quiet)
+    return console if console.is_terminal else Console(width=200, quiet=quiet)
 
 
 def latex_escape(text: str) -> str:

@@ -91,8 +91,7 @@ def run_plan(plan: SweepPlan, *, stop_after: Optional[int] = None, quiet: bool =
     A tracking server that does not answer is a one-line ConfigError before anything starts.
     With the `overrides` that made the plan, an undecided finding gets the command that would
     decide it (sweeps/decide.py)."""
-    from rich.console import Console
-
+    from analysis.render import default_console
     from sweeps.driver import SweepDriver  # Ray and Tune load here, after the cheap checks of the command line
     from sweeps.search import check_study_base
 
@@ -101,7 +100,7 @@ def run_plan(plan: SweepPlan, *, stop_after: Optional[int] = None, quiet: bool =
         check_study_storage(plan.search.storage)
         check_study_base(plan.search, plan.name, plan.profile, plan.base_hash)
 
-    console = Console(quiet=quiet)
+    console = default_console(quiet=quiet)  # a sweep's log file gets its tables unsqueezed too
     outcome = SweepDriver(plan, console=console, stop_after=stop_after).run()
     if needs_quiet_timing(plan) and not outcome.interrupted:
         from sweeps.tracking import SweepTracker

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from analysis.errors import AnalysisError
 from analysis.plots import make_plots
-from analysis.render import to_csv, to_latex, to_markdown
+from analysis.render import default_console, to_csv, to_latex, to_markdown
 from analysis.report import build_report, main
 from analysis.runs import load_sweep, open_client
 from analysis.tables import Table
@@ -315,3 +315,14 @@ def test_a_parent_from_before_the_command_was_recorded_gets_its_implied_command(
     assert "rebuilt from the sweep's name and profile" in reproduction.command_note()
     assert reproduction.checkout == f"git checkout {'0' * 40}"  # the parent's git.commit tag, the only one there
     assert reproduction.tree_text() == "not known whether the tree was clean"
+
+
+def test_output_to_a_file_gets_a_wide_console_quiet_when_asked(capsys):
+    # pytest captures stdout, so this is the case of `python -m sweeps.run ... > sweep.log`:
+    # rich's 80 columns squeezed Table 1e's 17 columns to "…" in every cell.
+    console = default_console()
+    assert not console.is_terminal and console.width == 200 and not console.quiet
+    assert default_console(quiet=True).quiet
+    with console.capture() as captured:
+        console.print(" | ".join(f"column {k}" for k in range(17)))
+    assert "column 16" in captured.get()
