@@ -80,8 +80,7 @@ def ensure_pretrained(model_cfg: ModelConfig, data_cfg: DataConfig, log: Optiona
         return path
     log = log or _say
     log(f"pretraining ResNet-{model_cfg.depth} on synthetic object crops (once; cached as {path.name})")
-    pretrain = model_cfg.pretrain.for_depth(model_cfg.depth)
-    state, summary = pretrain_resnet(model_cfg.depth, pretrain, data_cfg.synthetic, log)
+    state, summary = pretrain_resnet(model_cfg.depth, model_cfg.pretrain, data_cfg.synthetic, log)
     log(f"pretrained ResNet-{model_cfg.depth}: {summary['accuracy']:.1%} held-out crop accuracy "
         f"in {summary['seconds']:.0f} s")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +94,7 @@ def pretrain_resnet(depth: int, cfg: PretrainConfig, scenes: SyntheticConfig,
     """Train ResNet-`depth` to classify the crops; (its state dict without fc, a summary).
 
     `log` gets a progress line every PROGRESS_EVERY steps."""
+    cfg = cfg.for_depth(depth)  # this depth's own steps (`depth_steps`), here where they are used
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(cfg.seed)
     crops, labels = object_crops(cfg, scenes)
