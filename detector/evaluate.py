@@ -21,6 +21,8 @@ import torch
 from pycocotools.coco import COCO
 from torch import nn
 
+from detector.data.pixels import to_pixels
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -218,21 +220,13 @@ def write_pr_curves(evaluation: CocoEvaluation, path: Path) -> Path:
     return path
 
 
-def _pixels(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) uint8 or float in [0, 1] -> (H, W, 3) uint8 for PIL."""
-    image = image.detach().cpu()
-    if image.dtype != torch.uint8:
-        image = (image.clamp(0, 1) * 255).byte()
-    return image.permute(1, 2, 0).numpy()
-
-
 def draw_detections(image: torch.Tensor, truth: dict, output: dict, names: list[str],
                     min_score: float = 0.3) -> "Image.Image":
     """A (3, H, W) image (uint8, or float in [0, 1]) with its ground-truth boxes (green) and the
     predictions scoring at least `min_score` (red, "name score"); boxes xyxy in its pixels."""
     from PIL import Image, ImageDraw
 
-    pixels = _pixels(image)
+    pixels = to_pixels(image)
     zoom = max(1, -(-MIN_PICTURE_SIDE // min(pixels.shape[:2])))
     picture = Image.fromarray(pixels).resize((pixels.shape[1] * zoom, pixels.shape[0] * zoom), Image.NEAREST)
     draw = ImageDraw.Draw(picture)

@@ -9,8 +9,7 @@ and those modules take their section from here: no module imports back.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 
@@ -77,7 +76,7 @@ class PretrainConfig:
 
     def for_depth(self, depth: int) -> "PretrainConfig":
         """These settings as ResNet-`depth` is pretrained: `steps` from `depth_steps` where listed."""
-        return dataclasses.replace(self, steps=self.depth_steps.get(depth, self.steps), depth_steps={})
+        return replace(self, steps=self.depth_steps.get(depth, self.steps), depth_steps={})
 
 
 @dataclass

@@ -80,3 +80,16 @@ def test_image_subset_restricts_evaluation():
                     for a in coco.dataset["annotations"] if a["image_id"] == 1]
     assert coco_metrics(coco, only_image_1, image_ids=[1])["AP"] == pytest.approx(1.0)
     assert coco_metrics(coco, only_image_1)["AP"] < 0.6
+
+
+def test_pictures_take_uint8_as_is_and_round_clamped_floats():
+    import torch
+
+    from detector.data.pixels import to_pixels
+
+    as_bytes = torch.tensor([[[0, 255]], [[7, 8]], [[9, 10]]], dtype=torch.uint8)  # (3, 1, 2)
+    assert to_pixels(as_bytes).tolist() == [[[0, 7, 9], [255, 8, 10]]]
+    floats = torch.tensor([[[-0.5, 0.5]], [[1.5, 0.1]], [[0.002, 1.0]]])  # 0.5*255 = 127.5 -> 128; 0.1*255 = 25.5 -> 26
+    pixels = to_pixels(floats)
+    assert pixels.dtype == np.uint8 and pixels.shape == (1, 2, 3)
+    assert pixels.tolist() == [[[0, 255, 1], [128, 26, 255]]]

@@ -14,13 +14,14 @@ from PIL import Image, ImageDraw
 
 from detector.config import DataConfig
 from detector.data.loader import build_datasets
+from detector.data.pixels import to_pixels
 
 ZOOM = 3  # 128-px scenes are too small to judge box tightness at 1x
 
 
 def render(image, target, names: list[str]) -> Image.Image:
     """One dataset item as a zoomed PIL image with 1-px box outlines and labels."""
-    pixels = image.permute(1, 2, 0).numpy()  # (3, H, W) uint8 -> (H, W, 3)
+    pixels = to_pixels(image)
     picture = Image.fromarray(pixels).resize((pixels.shape[1] * ZOOM, pixels.shape[0] * ZOOM), Image.NEAREST)
     draw = ImageDraw.Draw(picture)
     for box, label in zip(target["boxes"].tolist(), target["labels"].tolist()):
