@@ -75,9 +75,9 @@ def ray_cluster(cluster: dict[str, Any], say: Callable[[str], None] = print) -> 
 
     quiet_ray()
     owned = not ray.is_initialized()
-    if owned:
-        _init(ray, cluster.get("address"), cluster.get("num_cpus"))
     try:
+        if owned:  # inside the try: a Ctrl-C during ray.init left a half-started Ray that crashed the exit (SIGSEGV)
+            _init(ray, cluster.get("address"), cluster.get("num_cpus"))
         info = _describe(ray, cluster.get("address"))
         waiting = _check_fits(info, cluster)
         _check_storage(info, cluster, scaling=waiting is not None)

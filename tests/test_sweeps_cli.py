@@ -77,6 +77,22 @@ def finished_children(db: Path) -> int:
             return 0
 
 
+def test_ctrl_c_exits_130_without_the_finalisation_that_crashed_a_half_started_ray(tmp_path):
+    """A Ctrl-C inside ray.init left Ray's core half started and the exit crashed (SIGSEGV, -11).
+    Stand-in for that teardown: an atexit handler that crashes; the interrupted path must skip it."""
+    script = (
+        "import atexit, os, signal, sweeps.run as run\n"
+        "atexit.register(lambda: os.kill(os.getpid(), signal.SIGSEGV))\n"
+        "def interrupted(*args, **kwargs): raise KeyboardInterrupt\n"
+        "run.plan_from = interrupted\n"
+        "run.main(['+sweep=gamma_alpha'])\n")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "interrupted: run the same command again to continue the sweep\n"
+
+
 def test_killed_driver_is_resumed_by_the_same_command(tmp_path, smoke_cache):
     args = ["+sweep=gamma_alpha", "profile=smoke", f"data.cache_dir={smoke_cache}", "sweep.seeds=2",
             "train.iterations=40"]
