@@ -11,7 +11,8 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from detector.backbone import build_backbone
 from detector.config import ConfigError, ModelConfig, PretrainConfig, SyntheticConfig, TrialConfig
-from detector.pretrain import _square, ensure_pretrained, object_crops, pretrained_path, resolve_weights
+from detector.pretrain import (_square, ensure_pretrained, object_crops, pretrain_resnet, pretrained_path,
+                               resolve_weights)
 from detector.trial import run_trial
 from tests.conftest import compose_trial
 
@@ -73,6 +74,21 @@ def test_resolve_weights_replaces_only_the_synthetic_keyword(tmp_path):
     resolved = resolve_weights(cfg, log=lambda line: None)
     assert resolved.model.pretrained == str(pretrained_path(cfg.model, cfg.data))
     assert cfg.model.pretrained == "synthetic"  # the input is not changed
+
+
+def test_one_config_pretrains_to_the_same_weights_from_any_global_seed():
+    """The initial weights come from model.pretrain.seed, not from torch's global generator."""
+    runs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        state, _ = pretrain_resnet(18, PretrainConfig(**TINY), SCENES)
+        runs.append(state)
+        after = torch.rand(1)
+        assert torch.equal(after, torch.manual_seed(global_seed) and torch.rand(1))  # global stream untouched
+    assert runs[0].keys() == runs[1].keys()
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    other, _ = pretrain_resnet(18, PretrainConfig(**{**TINY, "seed": 2}), SCENES)
+    assert not torch.equal(other["conv1.weight"], runs[0]["conv1.weight"])
 
 
 def test_each_depth_is_pretrained_for_its_own_steps(tmp_path):
