@@ -59,8 +59,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 def exit_now(code: int) -> None:
     """Exit with `code`, skipping the interpreter's finalisation. A Ctrl-C inside ray.init leaves
     Ray's C++ core half started, and its teardown at exit crashed (SIGSEGV, exit -11 instead of
-    130, in 4 of 17 Ctrl-Cs 10-18 s into a smoke sweep on a loaded 2-core machine, 2026-12-07). By now the runs are
-    closed and Ray is shut down (sweeps.cluster.ray_cluster), so nothing is left for atexit."""
+    130, in 4 of 17 Ctrl-Cs 10-18 s into a smoke sweep on a loaded 2-core machine, 2026-12-07).
+    By now the runs are closed and Ray is shut down (sweeps.cluster.ray_cluster), so nothing is
+    left for atexit."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
